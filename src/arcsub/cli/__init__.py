@@ -1,0 +1,42 @@
+"""The ``arcsub`` command: parse arguments, call the library, print. Nothing else.
+
+Each module here registers one group of subcommands; handlers import the library
+lazily so ``arcsub score`` never pays for torch. User errors (``ArcsubError``) print
+as ``arcsub: error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import ArcsubError
+from . import data, model, submission
+
+COMMAND_GROUPS = (data, submission, model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arcsub", description="ARC Prize submission kit.")
+    parser.add_argument("--version", action="version", version=f"arcsub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ArcsubError as exc:
+        print(f"arcsub: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("arcsub: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
