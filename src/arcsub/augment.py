@@ -64,6 +64,8 @@ class Augmentation:
             raise BadAugmentationKey(f"colour map {self.colors} is not a permutation of 0-9")
         if self.order is not None and sorted(self.order) != list(range(len(self.order))):
             raise BadAugmentationKey(f"train order {self.order} is not a permutation")
+        if self.order is not None and self.order == tuple(range(len(self.order))):
+            object.__setattr__(self, "order", None)  # the same augmentation has one key and one value
 
     # ------------------------------------------------------------ keys
 
@@ -72,7 +74,7 @@ class Augmentation:
         parts = [self.transform]
         if self.colors != IDENTITY_COLORS:
             parts.append("c" + "".join(map(str, self.colors)))
-        if self.order is not None and self.order != tuple(range(len(self.order))):
+        if self.order is not None:
             parts.append("o" + "-".join(map(str, self.order)))
         return ".".join(parts)
 
@@ -118,7 +120,8 @@ class Augmentation:
         """Transform every grid of the task and reorder its train pairs."""
         if self.order is not None and len(self.order) != len(task.train):
             raise BadAugmentationKey(
-                f"task {task.id}: augmentation {self.key} orders {len(self.order)} train pairs, the task has {len(task.train)}"
+                f"task {task.id}: augmentation {self.key} orders {len(self.order)} train pairs, "
+                f"the task has {len(task.train)}"
             )
         train = [task.train[i] for i in self.order] if self.order is not None else list(task.train)
 

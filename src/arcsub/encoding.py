@@ -60,8 +60,7 @@ class GridCodec:
         parts += [
             p for p, on in (("rownum", self.row_numbers), ("shape", self.shape_header), ("fence", self.fence)) if on
         ]
-        spec = "+".join(parts)
-        return next((preset for preset, full in PRESETS.items() if full == spec), spec)
+        return next((preset for preset, full in PRESETS.items() if get_codec(full) == self), "+".join(parts))
 
     # ------------------------------------------------------------ encode
 
@@ -103,13 +102,16 @@ class GridCodec:
                 raise GridParseError(f"shape {expected_rows}x{expected_cols} is outside 1..{MAX_SIDE}")
             pos += 1
         rows: list[tuple[int, ...]] = []
-        while pos < len(lines):
+        tail = ""  # text after the last cell on the last row's line
+        while pos < len(lines) and not tail:
             if expected_rows is not None and len(rows) == expected_rows:
                 break
             line = lines[pos]
             if not line[:1].isdigit():
                 break  # the grid ended; what follows is trailing text
-            rows.append(self._decode_row(len(rows), line))
+            # Text right after a row's last cell (an end-of-turn marker, say) ends the grid.
+            row, tail = self._decode_row(len(rows), line)
+            rows.append(row)
             if len(rows) > MAX_SIDE:
                 raise GridParseError(f"more than {MAX_SIDE} rows")
             pos += 1
@@ -123,22 +125,31 @@ class GridCodec:
                 raise GridParseError(f"row {i} has {len(row)} cells but row 0 has {width}")
         if expected_cols is not None and width != expected_cols:
             raise GridParseError(f"shape line says {expected_cols} columns, found {width}")
-        if self.fence and (pos >= len(lines) or lines[pos].strip() != "```"):
+        closing = tail if tail else (lines[pos] if pos < len(lines) else "")
+        if self.fence and not closing.strip().startswith("```"):
             raise GridParseError("missing the closing ``` line")
         return tuple(rows)
 
-    def _decode_row(self, index: int, line: str) -> tuple[int, ...]:
+    def _decode_row(self, index: int, line: str) -> tuple[tuple[int, ...], str]:
+        """One row, and any text after its last cell on the same line."""
         body = line.rstrip("\r ")
         if self.row_numbers:
             number, _, body = body.partition(" ")
             if number != str(index + 1):
                 raise GridParseError(f"row {index} is numbered {number!r}, expected {index + 1}")
-        cells = body.split(self.cell_sep) if self.cell_sep else list(body)
-        if not 1 <= len(cells) <= MAX_SIDE:
-            raise GridParseError(f"row {index} has {len(cells)} cells; rows have 1 to {MAX_SIDE}")
-        if not all(len(c) == 1 and c.isdigit() for c in cells):
+        match = self._row_pattern().match(body)
+        if not match:
             raise GridParseError(f"row {index} is not a row of digits: {line[:40]!r}")
-        return tuple(int(c) for c in cells)
+        rest = body[match.end() :]
+        if rest[:1].isdigit():  # a malformed row, not text after the grid
+            raise GridParseError(f"row {index} is not a row of digits: {line[:40]!r}")
+        cells = match.group(0).split(self.cell_sep) if self.cell_sep else list(match.group(0))
+        if len(cells) > MAX_SIDE:
+            raise GridParseError(f"row {index} has {len(cells)} cells; rows have 1 to {MAX_SIDE}")
+        return tuple(int(c) for c in cells), rest
+
+    def _row_pattern(self) -> re.Pattern:
+        return re.compile(r"\d(?:" + re.escape(self.cell_sep) + r"\d)*") if self.cell_sep else re.compile(r"\d+")
 
 
 def get_codec(spec: str | GridCodec) -> GridCodec:

