@@ -33,3 +33,18 @@ class ConfigError(ArcsubError):
 class PromptError(ArcsubError):
     """A prompt cannot be built (e.g. it does not fit the token budget, or the
     tokenizer's chat template breaks the prompt/answer boundary)."""
+
+
+class FinetuneError(ArcsubError):
+    """Fine-tuning cannot run as asked (no trainable weights, a checkpoint that does
+    not match, an output folder that holds another run)."""
+
+
+class ModelPreparationError(ArcsubError):
+    """A model cannot be prepared as asked: no RoPE to extend, a target window shorter
+    than today's, an existing destination, an architecture that needs remote code, ..."""
+
+
+class ChatTemplateError(ModelPreparationError):
+    """A chat template fails verification: a marker that is not one token, a generation
+    prompt that does not end where the answer starts, answer tokens that differ in context."""
