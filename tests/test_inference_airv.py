@@ -1,0 +1,139 @@
+"""AIRV sampling, candidate scoring, result files, resume and selection."""
+
+import json
+import math
+
+import pytest
+
+from arcsub.augment import Augmentation, augmentation_plan
+from arcsub.config import Config
+from arcsub.encoding import get_codec
+from arcsub.inference.airv import answer_side_bounds, sample, sample_jobs, to_prediction
+from arcsub.inference.backend import Completion
+from arcsub.inference.run import find_adapters, infer
+from arcsub.inference.select import select_attempts
+from arcsub.inference.store import RunMismatchError, RunStore
+from arcsub.prompts import PromptBuilder
+from arcsub.selection import Candidate, rank_candidates
+from arcsub.submission import make_submission, validate_submission
+from arcsub.tasks import Pair, Task, load_tasks
+
+SMALL = "arc1/evaluation[66e6c45b,be03b35f]"
+
+
+def small_config(**inference):
+    config = Config()
+    config.inference.num_augmentations = 2
+    config.inference.score_augmentations = 2
+    config.inference.max_candidates = 2
+    config.inference.max_model_len = 4096
+    for key, value in inference.items():
+        setattr(config.inference, key, value)
+    return config
+
+
+def test_answer_bounds_follow_the_train_outputs():
+    grow = Task("g", (Pair(((1,) * 3,) * 3, ((1,) * 9,) * 9),), (Pair(((1,) * 4,) * 2),))
+    # rows: the largest train output (9) beats 2 x 3; columns: 4 x 3 = 12 beats 9; plus the margin
+    assert answer_side_bounds(grow, 0, margin=2) == (11, 14)
+    big = Task("b", (Pair(((1,) * 10,) * 10, ((1,) * 30,) * 30),), (Pair(((1,) * 20,) * 20),))
+    assert answer_side_bounds(big, 0, margin=2) == (30, 30)
+
+
+def test_completions_are_parsed_and_mapped_back(default_tokenizer):
+    builder = PromptBuilder(Config().prompt, default_tokenizer)
+    aug = Augmentation("rot90", (0, 2, 3, 4, 5, 6, 7, 8, 9, 1))
+    truth = ((1, 2, 3), (4, 5, 6))
+    text = get_codec("minimal").encode(aug.apply_grid(truth))
+    good = to_prediction(builder, aug, Completion(text, (1, 2), (-0.5, -1.5), "stop"))
+    assert good.grid == truth and good.logprob == -1.0 and good.augmentation == aug.key
+    assert to_prediction(builder, aug, Completion(text, (1,), (-1.0,), "length")).grid is None  # cut off
+    assert to_prediction(builder, aug, Completion("I think the answer", (1,), (-1.0,), "stop")).grid is None
+
+
+def test_jobs_cover_every_test_input_and_augmentation(default_tokenizer):
+    tasks = load_tasks("arc1/evaluation[6ea4a07e]").tasks  # two test inputs
+    config = small_config(num_augmentations=3)
+    builder = PromptBuilder(config.prompt, default_tokenizer)
+    jobs, skipped = sample_jobs(tasks, builder, config, {"6ea4a07e": "/adapters/a"}, 4096)
+    assert not skipped and len(jobs) == 2 * 3
+    assert [j.augmentation.key for j in jobs[:3]] == [a.key for a in augmentation_plan(tasks[0], 3, purpose="sample")]
+    assert {j.request.adapter for j in jobs} == {"/adapters/a"}
+    for job in jobs:
+        assert len(job.request.prompt_ids) + job.request.max_tokens <= 4096
+        assert job.request.temperature == 0 and job.request.n == 1
+
+
+def test_sample_on_vllm(vllm_backend, default_tokenizer):
+    tasks = load_tasks(SMALL).tasks
+    config = small_config()
+    predictions = sample(tasks, vllm_backend, PromptBuilder(config.prompt, default_tokenizer), config)
+    for task in tasks:
+        (preds,) = predictions[task.id]
+        assert [p.augmentation for p in preds] == [a.key for a in augmentation_plan(task, 2, purpose="sample")]
+        assert all(p.logprob is not None and p.logprob < 0 for p in preds)
+
+
+def test_infer_writes_resumes_and_refuses_mixed_settings(
+    vllm_backend, default_model_path, default_tokenizer, random_lora_path, tmp_path
+):
+    tasks = load_tasks(SMALL).tasks
+    config = small_config()
+    out = tmp_path / "pred"
+    kwargs = dict(adapters_dir=random_lora_path, data_label=SMALL, progress=False)
+    report = infer(tasks, default_model_path, default_tokenizer, config, out, backend=vllm_backend, **kwargs)
+    assert sorted(report.sampled) == sorted(report.scored) == sorted(t.id for t in tasks)
+    store = RunStore(out)
+    for task in tasks:
+        assert store.has("sample", task.id) and store.has("score", task.id)
+        for candidate in store.load_scores(task.id)[0]:
+            assert len(candidate.scores) == 2 and all(s < 0 for s in candidate.scores.values())
+    assert json.loads((out / "run.json").read_text())["data"] == SMALL
+
+    # everything on disk: no engine is needed (none passed, none started)
+    again = infer(tasks, default_model_path, default_tokenizer, config, out, **kwargs)
+    assert again.sampled == [] and again.scored == [] and sorted(again.reused) == sorted(t.id for t in tasks)
+
+    other = small_config(num_augmentations=3)
+    with pytest.raises(RunMismatchError, match="other settings"):
+        infer(tasks, default_model_path, default_tokenizer, other, out, **kwargs)
+    # selection-only changes do not invalidate anything
+    infer(tasks, default_model_path, default_tokenizer, small_config(selection="votes"), out, **kwargs)
+
+
+def test_find_adapters(tmp_path):
+    for name in ("t1", "shared"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
+    assert find_adapters(tmp_path, ["t1", "t2"]) == {"t1": str(tmp_path / "t1"), "t2": str(tmp_path / "shared")}
+    assert find_adapters(None, ["t1"]) == {}
+
+
+def test_selection_ranks_and_always_fills_both_attempts(tmp_path):
+    a, b, c = ((1,),), ((2,),), ((3,),)
+    task = Task("t", (Pair(((5,),), ((5,),)),), (Pair(((7,),), a), Pair(((8,),), b)))
+    store = RunStore(tmp_path)
+    scored = [
+        [
+            Candidate(a, 1, [-1.0], 0, {"id": -1.0, "rot90": -1.0}),
+            Candidate(c, 3, [-0.1], 1, {"id": -4.0, "rot90": -5.0}),
+        ],
+        [],  # nothing parsed for the second test input
+    ]
+    store.save_scores("t", scored)
+    selection = select_attempts([task], store, "combined")
+    # combined: a = -1 + log(1/4) = -2.39, c = -4.5 + log(3/4) = -4.79
+    assert selection.attempts["t"][0] == (a, c)
+    assert select_attempts([task], store, "votes").attempts["t"][0] == (c, a)
+    # empty: the baseline's rule (identity fits the one train pair) then the test input
+    assert selection.attempts["t"][1] == (((8,),), ((8,),))
+    assert validate_submission(make_submission(selection.attempts), [task]) == []
+    assert select_attempts([task], RunStore(tmp_path / "none")).source == {"t": "fallback"}
+
+
+def test_rank_candidates_keeps_unscored_last():
+    a = Candidate(((1,),), 5, [-0.1], 0)
+    b = Candidate(((2,),), 1, [-3.0], 1, {"id": -2.0})
+    assert [c.grid for c in rank_candidates([a, b], "scores")] == [b.grid, a.grid]
+    assert [c.grid for c in rank_candidates([a, b], "votes")] == [a.grid, b.grid]
+    assert math.isinf(a.mean_score)
