@@ -52,8 +52,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +70,7 @@ from .finetune_loop import (
     resolve_precision,
     train_examples,
 )
-from .io import write_json_atomic
+from .io import atomic_dir, write_json_atomic
 from .tasks import Task
 
 __all__ = [
@@ -347,18 +345,6 @@ def _save_trained(model, tokenizer, target: Path, config: Config, result: TrainR
 # ---------------------------------------------------------------- saving
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Put the finished folder ``tmp`` at ``target`` (a crash leaves the old or the new)."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 def _unwrap(model):
     """The model inside a DistributedDataParallel wrapper."""
     import torch
@@ -375,9 +361,7 @@ def save_adapter(model, out_dir: str | os.PathLike, *, tokenizer=None, result: T
     beside). ``result`` is written as ``train_result.json``."""
     model = _unwrap(model)
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    with atomic_dir(target) as tmp:
         if hasattr(model, "peft_config"):
             # Embeddings are never trained here; "auto" could copy them into the adapter.
             model.save_pretrained(tmp, save_embedding_layers=False)
@@ -387,10 +371,6 @@ def save_adapter(model, out_dir: str | os.PathLike, *, tokenizer=None, result: T
             tokenizer.save_pretrained(tmp)
         if result is not None:
             write_json_atomic(tmp / RESULT_FILE, result.to_dict(), indent=1)
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -402,15 +382,9 @@ def save_merged(model, tokenizer, out_dir: str | os.PathLike) -> Path:
         raise FinetuneError("save_merged needs a LoRA (peft) model; a fully fine-tuned model is saved as it is")
     merged = copy.deepcopy(model).merge_and_unload()
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

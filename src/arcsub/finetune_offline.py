@@ -33,14 +33,13 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from .config import Config, save_config
 from .errors import FinetuneError
 from .finetune_loop import TrainingState, TrainResult, train_examples
-from .io import write_json_atomic
+from .io import atomic_dir, write_json_atomic
 
 log = logging.getLogger("arcsub.finetune")
 
@@ -69,11 +68,8 @@ def save_checkpoint(state: TrainingState, out_dir: Path, config: Config, keep: i
 
     from .finetune import save_adapter
 
-    folder = out_dir / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"step-{state.result.steps:06d}"
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".step-"))
-    try:
+    target = out_dir / "checkpoints" / f"step-{state.result.steps:06d}"
+    with atomic_dir(target) as tmp:
         with open(tmp / STATE_FILE, "wb") as handle:
             torch.save(state.state_dict(), handle)
             handle.flush()
@@ -81,12 +77,6 @@ def save_checkpoint(state: TrainingState, out_dir: Path, config: Config, keep: i
         save_config(config, tmp / "config.toml")
         if hasattr(state.model, "peft_config"):
             save_adapter(state.model, tmp / "adapter")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint: %s", target)

@@ -19,12 +19,11 @@ tokens the answer produces in context, ending in eos.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ChatTemplateError, ModelPreparationError, PromptError
+from ..io import atomic_dir
 from ..prompts import IGNORE_INDEX, PromptBuilder
 from ..tasks import Pair, Task
 
@@ -246,14 +245,8 @@ def add_chat_template(
     generation.eos_token_id = [eos_id] + ([old_eos_id] if old_eos_id not in (None, eos_id) else [])
     generation.pad_token_id = pad_id
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
-    try:
+    with atomic_dir(dst) as tmp:
         with torch.no_grad():
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ChatTemplateResult(dst, changes, check, rows, model.get_input_embeddings().weight.shape[0])

@@ -27,12 +27,12 @@ import errno
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelPreparationError
+from ..io import atomic_dir
 from . import config_facts as facts
 from .inspection import read_config
 
@@ -181,11 +181,9 @@ def extend_context(
     slide = facts.sliding_window(cfg)
     if slide is not None and slide < max_len:
         notes.append(f"sliding_window {slide}: attention still sees only the last {slide} tokens")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
     linked: list[str] = []
     copied: list[str] = []
-    try:
+    with atomic_dir(dst) as tmp:
         for source in sorted(src.iterdir()):
             if source.is_file() and source.name not in REWRITTEN:
                 _carry_file(source, tmp / source.name, linked, copied)
@@ -198,8 +196,4 @@ def extend_context(
         else:
             notes.append("no tokenizer_config.json in the source: model_max_length not set")
         _check_written(tmp, params, new_window)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExtendResult(dst, window, max_len, params, linked, copied, notes)

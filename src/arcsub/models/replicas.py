@@ -26,11 +26,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import ModelPreparationError
+from ..io import atomic_dir
 from .chat_template import CHATML
 from .registry import Candidate, get_candidate
 from .synthetic_text import corpus
@@ -164,16 +163,10 @@ def build_replica(
     if model.__class__.__name__ != candidate.architecture:
         raise RuntimeError(f"built {model.__class__.__name__}, expected {candidate.architecture}")
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
-    try:
+    with atomic_dir(dst) as tmp:
         model.save_pretrained(tmp)
         tokenizer.model_max_length = candidate.config.get("max_position_embeddings", tokenizer.model_max_length)
         tokenizer.save_pretrained(tmp)
         provenance = {"candidate": candidate.name, "repo": candidate.repo, "layers": layers, "head_width": head_width}
         (tmp / REPLICA_FILE).write_text(json.dumps(provenance, indent=1) + "\n")
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst
