@@ -5,12 +5,10 @@ adapter per task."""
 from __future__ import annotations
 
 import dataclasses
-import logging
-import sys
 from pathlib import Path
 
 from ..errors import FinetuneError
-from .common import SOURCE_HELP
+from .common import SOURCE_HELP, log_to_stderr
 
 # flag -> finetune config key; these change the run, so --resume refuses them
 _TUNING = {
@@ -23,15 +21,6 @@ _TUNING = {
     "checkpoint_every": "checkpoint_every",
 }
 _SWITCHES = ("use_test_outputs", "merge", "gradient_checkpointing")  # flags that set a finetune key to true
-
-
-def _log_to_stderr() -> None:
-    logger = logging.getLogger("arcsub")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def _config(args):
@@ -69,7 +58,7 @@ def _config(args):
 def cmd_finetune(args) -> int:
     from ..finetune_offline import read_run, time_limit_deadline
 
-    _log_to_stderr()
+    log_to_stderr()
     config = _config(args)
     deadline = time_limit_deadline(args.time_limit)
     model, data = args.model, args.data
