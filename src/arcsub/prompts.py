@@ -197,7 +197,7 @@ class PromptBuilder:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` as the model sees it (the template already holds any BOS)."""
-        return list(self._require_tokenizer()(text, add_special_tokens=False)["input_ids"])
+        return list(self._require_tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))

@@ -92,7 +92,8 @@ def infer(
     adapters = find_adapters(adapters_dir, [t.id for t in tasks])
     todo_sample = [t for t in tasks if not store.has("sample", t.id)]
     todo_score = [t for t in tasks if config.inference.scoring and not store.has("score", t.id)]
-    report = InferenceReport(reused=[t.id for t in tasks if t not in todo_sample and t not in todo_score])
+    busy = {t.id for t in todo_sample} | {t.id for t in todo_score}
+    report = InferenceReport(reused=[t.id for t in tasks if t.id not in busy])
     if not todo_sample and not todo_score:
         return report
 
