@@ -79,3 +79,14 @@ def test_validate_submission_reports_problems(capsys, tmp_path):
 def test_model_default_prints_the_cached_folder(capsys, default_model_path):
     code, out, _ = run(capsys, "model", "default")
     assert code == 0 and out.strip() == str(default_model_path)
+
+
+def test_pure_modules_import_no_torch_or_vllm():
+    code = (
+        "import sys, arcsub.cli, arcsub.submission, arcsub.prompts, arcsub.pipeline, arcsub.inference.select; "
+        "from arcsub.cli import build_parser; build_parser(); "
+        "heavy = [m for m in ('torch', 'vllm', 'transformers', 'peft') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"imported {done.stdout.strip()}"

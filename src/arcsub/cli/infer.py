@@ -9,20 +9,20 @@ from .common import SOURCE_HELP, stderr
 
 def load_run_config(args):
     """The config file (or defaults) with the command-line overrides applied."""
-    from ..config import ConfigError, load_config
+    import dataclasses
+
+    from ..config import load_config
 
     config = load_config(args.config)
-    inference = config.inference
-    for name in ("backend", "num_augmentations", "samples_per_prompt", "temperature", "max_model_len"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(inference, name, value)
+    overrides = {
+        name: getattr(args, name)
+        for name in ("backend", "num_augmentations", "samples_per_prompt", "temperature", "max_model_len")
+        if getattr(args, name, None) is not None
+    }
     if getattr(args, "no_scoring", False):
-        inference.scoring = False
-    try:
-        inference.__post_init__()  # re-check the combination after overrides
-    except ConfigError as exc:
-        raise ArcsubError(f"options: {exc}") from None
+        overrides["scoring"] = False
+    # replace() validates the combination again (e.g. --samples 8 needs --temperature > 0)
+    config.inference = dataclasses.replace(config.inference, **overrides)
     return config
 
 
@@ -86,7 +86,9 @@ def cmd_run(args) -> int:
 
     config = load_run_config(args)
     if args.ttft_steps is not None:
-        config.finetune.steps = args.ttft_steps
+        if args.ttft_steps < 0:
+            raise ArcsubError(f"--ttft-steps {args.ttft_steps}: give 0 (no fine-tuning) or more")
+        config.finetune.steps = args.ttft_steps  # 0 is allowed here, unlike in a config file
     tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks
     if args.smallest:
         tasks = smallest_tasks(tasks, args.smallest)

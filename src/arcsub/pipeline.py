@@ -1,0 +1,148 @@
+"""The whole path on one machine: fallback submission, test-time fine-tuning per task,
+multi-step inference, selection, ``submission.json`` and its score.
+
+This is what ``arcsub run`` does; the Kaggle kernel runs the same stages under a
+time budget. Every stage writes its results to disk as it goes (adapters per task,
+predictions per task), so running the command again resumes rather than repeats.
+
+    OUT/submission.json   always valid: written first from rule-based predictions,
+                          then replaced (atomically) by the model's attempts
+    OUT/adapters/<task>/  LoRA adapters from test-time fine-tuning
+    OUT/predictions/      inference results (see arcsub.inference.store)
+    OUT/config.toml       the settings used
+    OUT/report.json       timings, training and inference summaries, the score
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .config import Config, save_config
+from .inference.select import select_attempts
+from .inference.store import RunStore
+from .io import write_json_atomic
+from .submission import SubmissionScore, make_submission, score_submission, validate_submission, write_submission
+from .tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    out_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    trained: dict[str, dict] = field(default_factory=dict)  # task id -> TrainResult as dict
+    inference: str = ""
+    score: SubmissionScore | None = None
+
+    def summary(self) -> str:
+        lines = ["stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in self.seconds.items())]
+        if self.trained:
+            steps = [r["steps"] for r in self.trained.values()]
+            lines.append(f"test-time fine-tuning: {len(steps)} task(s), {sum(steps)} steps in all")
+        if self.inference:
+            lines.append(f"inference: {self.inference}")
+        lines.append(f"wrote {self.out_dir / 'submission.json'}")
+        if self.score is not None:
+            s = self.score
+            lines.append(f"score {s.score:.4f} ({s.solved}/{s.total} test outputs solved)")
+        return "\n".join(lines)
+
+
+def cells(task: Task) -> int:
+    return sum(len(g) * len(g[0]) for p in (*task.train, *task.test) for g in (p.input, p.output) if g is not None)
+
+
+def smallest_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
+    """The ``count`` tasks with the fewest cells, in their original order."""
+    keep = {t.id for t in sorted(tasks, key=cells)[:count]}
+    return [t for t in tasks if t.id in keep]
+
+
+def write_selected_submission(tasks: Sequence[Task], store: RunStore, out: Path, method: str) -> Path:
+    submission = make_submission(select_attempts(tasks, store, method).attempts)
+    problems = validate_submission(submission, tasks)
+    if problems:  # a bug: selection always fills both attempts
+        raise RuntimeError(f"selected submission invalid: {problems[:3]}")
+    return write_submission(out, submission)
+
+
+def run_pipeline(
+    tasks: Sequence[Task],
+    model_path: str | Path,
+    config: Config,
+    out_dir: str | Path,
+    *,
+    data_label: str = "",
+    progress: bool = True,
+) -> PipelineResult:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.toml")
+    result = PipelineResult(out)
+    store = RunStore(out / "predictions")
+
+    # 1. A complete submission before anything heavy can fail.
+    start = time.time()
+    write_selected_submission(tasks, store, out / "submission.json", config.inference.selection)
+    result.seconds["fallback"] = time.time() - start
+
+    # 2. Test-time fine-tuning: one adapter per task (or one shared), resumable.
+    adapters_dir = None
+    if config.finetune.steps > 0:
+        from .finetune import load_for_training, train_tasks
+
+        start = time.time()
+        model, tokenizer = load_for_training(model_path, config)
+        trained = train_tasks(model, tokenizer, tasks, config, out / "adapters")
+        result.trained = {task_id: r.to_dict() for task_id, r in trained.items()}
+        del model
+        gc.collect()
+        adapters_dir = out / "adapters"
+        result.seconds["finetune"] = time.time() - start
+    else:
+        from .models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(model_path)
+
+    # 3. Inference: sample under augmentations, then score candidates.
+    from .inference.run import infer
+
+    start = time.time()
+    report = infer(
+        tasks,
+        model_path,
+        tokenizer,
+        config,
+        out / "predictions",
+        adapters_dir=adapters_dir,
+        data_label=data_label,
+        progress=progress,
+    )
+    result.inference = report.summary()
+    result.seconds["inference"] = time.time() - start
+
+    # 4. Selection over what is on disk, then the score when solutions are known.
+    write_selected_submission(tasks, store, out / "submission.json", config.inference.selection)
+    if all(t.has_solutions for t in tasks):
+        from .submission import load_submission
+
+        result.score = score_submission(load_submission(out / "submission.json"), tasks)
+    write_json_atomic(
+        out / "report.json",
+        {
+            "data": data_label,
+            "model": str(model_path),
+            "seconds": result.seconds,
+            "trained": result.trained,
+            "inference": result.inference,
+            "score": None if result.score is None else result.score.__dict__,
+        },
+        indent=1,
+    )
+    return result
