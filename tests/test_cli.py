@@ -90,3 +90,11 @@ def test_pure_modules_import_no_torch_or_vllm():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", f"imported {done.stdout.strip()}"
+
+
+def test_run_refuses_bad_options_before_loading_anything(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--data", "arc1/evaluation[:1]", "--ttft-steps", "-1", "--out", str(tmp_path))
+    assert code == 2 and "--ttft-steps -1: give 0 (no fine-tuning) or more" in err
+    code, _, err = run(capsys, "run", "--samples", "4", "--temperature", "0", "--out", str(tmp_path))
+    assert code == 2 and "temperature" in err
+    assert not any(tmp_path.iterdir())
