@@ -14,23 +14,20 @@ in the prompt.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import sys
 from pathlib import Path
 
+from report import machine_line, replace_section
 from tqdm import tqdm
 
 from arcsub.config import PromptConfig
 from arcsub.encoding import all_codecs
-from arcsub.io import write_text_atomic
 from arcsub.models.loading import load_tokenizer
 from arcsub.prompts import ChatMLRenderer, PromptBuilder
 from arcsub.tasks import load_tasks
 
 WINDOWS = (2048, 4096, 8192)
-MARK_BEGIN, MARK_END = "<!-- bench:prompt_tokens -->", "<!-- /bench:prompt_tokens -->"
 
 
 class QwenTiktokenTokenizer(ChatMLRenderer):
@@ -50,7 +47,7 @@ class QwenTiktokenTokenizer(ChatMLRenderer):
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
         # Qwen2's pre-tokenizer: digits split one per token, as in SmolLM2.
-        pattern = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+        pattern = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"  # noqa: E501
         specials = {name: len(ranks) + i for i, name in enumerate(("<|endoftext|>", "<|im_start|>", "<|im_end|>"))}
         self.encoding = tiktoken.Encoding("qwen2", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
 
@@ -110,24 +107,16 @@ def main() -> int:
             builder = PromptBuilder(PromptConfig(codec=codec.name), tokenizer)
             rows.append(summarize(codec.name, tok_name, measure(builder, items), bounds))
     table = "\n".join(rows)
-    stamp = f"{datetime.date.today()}, {platform.machine()} {platform.processor() or ''}".strip()
     section = (
-        f"{MARK_BEGIN}\n## Prompt tokens per codec ({args.data}, {len(items)} test outputs)\n\n"
-        f"`.venv/bin/python bench/prompt_tokens.py --write docs/benchmarks.md`, run {stamp}. "
+        f"## Prompt tokens per codec ({args.data}, {len(items)} test outputs)\n\n"
+        f"`.venv/bin/python bench/prompt_tokens.py --write docs/benchmarks.md`, run {machine_line()}. "
         "Whole prompt + answer (system prompt, all train pairs, test input, answer, end-of-turn), "
         "no pairs dropped; the bound counts one token per cell and one per row over the same grids.\n\n"
-        f"{table}\n{MARK_END}"
+        f"{table}"
     )
     print(table)
     if args.write:
-        path = Path(args.write)
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        if MARK_BEGIN in text:
-            before, rest = text.split(MARK_BEGIN, 1)
-            text = before + section + rest.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        write_text_atomic(path, text)
+        replace_section(args.write, "prompt_tokens", section)
     return 0
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..errors import ArcsubError
-from .common import SOURCE_HELP, stderr
+from .common import SOURCE_HELP, log_to_stderr, stderr
 
 
 def load_run_config(args):
@@ -33,6 +33,7 @@ def cmd_infer(args) -> int:
     from ..tasks import load_tasks
 
     config = load_run_config(args)
+    log_to_stderr()  # prompts left out for length
     tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks
     model_path = resolve_model(args.model, progress=stderr)
     report = infer(
@@ -85,6 +86,7 @@ def cmd_run(args) -> int:
     from ..tasks import load_tasks
 
     config = load_run_config(args)
+    log_to_stderr()  # a line per task trained, prompts left out
     if args.ttft_steps is not None:
         if args.ttft_steps < 0:
             raise ArcsubError(f"--ttft-steps {args.ttft_steps}: give 0 (no fine-tuning) or more")
