@@ -64,10 +64,17 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
         if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            # A folder cannot replace a non-empty folder in one rename: move the old
+            # one aside, put the new one in, and move the old one back on failure.
+            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+            os.replace(target, aside / target.name)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(aside / target.name, target)
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
         else:
             os.replace(tmp, target)
     except BaseException:

@@ -1,0 +1,71 @@
+"""Atomic writes: a failure leaves what was there before, a success the whole new thing."""
+
+import os
+import stat
+
+import pytest
+
+from arcsub.io import atomic_dir, write_json_atomic, write_text_atomic
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_atomic_dir_replaces_a_folder_whole(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert (target / "a.txt").read_text() == "one"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~_umask()
+
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # the old folder's files are gone
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_dir_keeps_the_old_folder_when_the_block_fails(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("crash while writing")
+    assert (target / "a.txt").read_text() == "one"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(src).startswith(str(tmp_path / ".adapter.")) and ".old." not in str(src):
+            raise OSError("disk full")  # the new folder cannot be moved in
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("two")
+    assert (target / "a.txt").read_text() == "one"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_file_writes_replace_and_leave_no_temp_files(tmp_path):
+    path = tmp_path / "sub" / "submission.json"
+    write_json_atomic(path, {"a": 1})
+    write_text_atomic(path, '{"a": 2}\n')
+    assert path.read_text() == '{"a": 2}\n'
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    assert _leftovers(path.parent) == []
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
