@@ -4,7 +4,10 @@ then a rerun that resumes instead of repeating."""
 
 import json
 
+import pytest
+
 from arcsub.config import Config
+from arcsub.errors import ArcsubError
 from arcsub.pipeline import run_pipeline, smallest_tasks
 from arcsub.submission import load_submission, validate_submission
 from arcsub.tasks import load_tasks
@@ -40,4 +43,9 @@ def test_run_pipeline_end_to_end_and_resume(default_model_path, tmp_path):
     again = run_pipeline(tasks, default_model_path, config, tmp_path, data_label="smallest 2", progress=False)
     assert adapter.stat().st_mtime_ns == before  # not trained again
     assert "sampled 0 task(s), scored 0, reused 2" in again.inference
+    assert load_submission(tmp_path / "submission.json") == submission
+
+    config.finetune.steps = 3  # the adapters on disk were trained with 2
+    with pytest.raises(ArcsubError, match=r"trained with finetune.steps = 2, now 3; use another --out"):
+        run_pipeline(tasks, default_model_path, config, tmp_path, data_label="smallest 2", progress=False)
     assert load_submission(tmp_path / "submission.json") == submission

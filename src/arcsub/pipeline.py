@@ -16,13 +16,16 @@ predictions per task), so running the command again resumes rather than repeats.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .config import Config, save_config
+from .config import Config, config_to_toml, save_config
+from .errors import ArcsubError
 from .inference.select import select_attempts
 from .inference.store import RunStore
 from .io import write_json_atomic
@@ -64,6 +67,39 @@ def smallest_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
     return [t for t in tasks if t.id in keep]
 
 
+# Settings that do not change what training produces (so a resume may differ in them).
+NOT_AFFECTING_ADAPTERS = {"progress", "log_every", "snapshot_every", "checkpoint_every", "keep_checkpoints"}
+
+
+def check_resumable(out: Path, config: Config, model_path: str | Path) -> None:
+    """Refuse to resume into ``out`` when its adapters were trained differently.
+
+    Adapters on disk are reused as they are, so a rerun with other training settings
+    would silently keep the old ones. (Inference results carry their own settings
+    check in the result store.)"""
+    saved = out / "config.toml"
+    if not (out / "adapters").is_dir() or not saved.is_file():
+        return
+    report = out / "report.json"
+    if report.is_file():
+        before_model = json.loads(report.read_text()).get("model")
+        if before_model not in (None, str(model_path)):
+            raise ArcsubError(
+                f"{out}: holds adapters trained on {before_model}, not {model_path}; use another --out or remove it"
+            )
+    before, now = tomllib.loads(saved.read_text()), tomllib.loads(config_to_toml(config))
+    for section in ("prompt", "augment", "finetune"):
+        old, new = before.get(section, {}), now.get(section, {})
+        keys = (old.keys() | new.keys()) - NOT_AFFECTING_ADAPTERS
+        changed = sorted(k for k in keys if old.get(k) != new.get(k))
+        if changed:
+            key = changed[0]
+            raise ArcsubError(
+                f"{out}: its adapters were trained with {section}.{key} = {old.get(key)!r}, now {new.get(key)!r}; "
+                f"use another --out, or remove {out / 'adapters'} to train again"
+            )
+
+
 def write_selected_submission(tasks: Sequence[Task], store: RunStore, out: Path, method: str) -> Path:
     submission = make_submission(select_attempts(tasks, store, method).attempts)
     problems = validate_submission(submission, tasks)
@@ -82,6 +118,7 @@ def run_pipeline(
     progress: bool = True,
 ) -> PipelineResult:
     out = Path(out_dir)
+    check_resumable(out, config, model_path)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.toml")
     result = PipelineResult(out)
