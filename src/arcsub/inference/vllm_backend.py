@@ -136,14 +136,6 @@ def use_every_core(max_cores: int = 4) -> None:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
-def _group_by(items: Sequence, key) -> list[list[int]]:
-    """Indices of ``items`` grouped by ``key(index, item)``, groups in first-seen order."""
-    groups: dict[object, list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(key(index, item), []).append(index)
-    return list(groups.values())
-
-
 class VLLMBackend:
     name = "vllm"
 
@@ -230,12 +222,14 @@ class VLLMBackend:
         # request goes alone (prefix caching still shares the prompts' common part);
         # elsewhere requests are batched per adapter.
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        groups = _group_by(requests, lambda i, r: i if self.score_one_by_one else r.adapter)
+        groups: dict[object, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(index if self.score_one_by_one else request.adapter, []).append(index)
         from tqdm import tqdm
 
         scores: list[tuple[float, ...] | None] = [None] * len(requests)
         bar = tqdm(total=len(requests), desc="scoring", unit="answer", disable=not self.progress)
-        for indices in groups:
+        for indices in groups.values():
             batch = [requests[i] for i in indices]
             outputs = self._run(
                 [r.prompt_ids + r.answer_ids for r in batch],
