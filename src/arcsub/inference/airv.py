@@ -61,6 +61,21 @@ def answer_token_budget(builder: PromptBuilder, task: Task, test_index: int, mar
     return builder.count_tokens(builder.codec.encode(widest)) + 2
 
 
+def configured_plan(task: Task, config: Config, count: int, *, purpose: str) -> list[Augmentation]:
+    """``count`` augmentations for ``task`` as ``[augment]`` and the inference seed say;
+    ``purpose`` keeps the plans of the two steps independent."""
+    aug_cfg = config.augment
+    return augmentation_plan(
+        task,
+        count,
+        seed=config.inference.seed,
+        keep_background=aug_cfg.keep_background,
+        permute_colors=aug_cfg.permute_colors,
+        shuffle_order=aug_cfg.shuffle_order,
+        purpose=purpose,
+    )
+
+
 def sample_jobs(
     tasks: Sequence[Task],
     builder: PromptBuilder,
@@ -69,18 +84,10 @@ def sample_jobs(
     max_seq_len: int | None = None,
 ) -> tuple[list[SampleJob], list[str]]:
     """Every (task, test input, augmentation) prompt, and the reasons for any left out."""
-    inf, aug_cfg = config.inference, config.augment
+    inf = config.inference
     jobs, skipped = [], []
     for task in tasks:
-        plan = augmentation_plan(
-            task,
-            inf.num_augmentations,
-            seed=inf.seed,
-            keep_background=aug_cfg.keep_background,
-            permute_colors=aug_cfg.permute_colors,
-            shuffle_order=aug_cfg.shuffle_order,
-            purpose="sample",
-        )
+        plan = configured_plan(task, config, inf.num_augmentations, purpose="sample")
         for test_index in range(len(task.test)):
             for aug in plan:
                 budget = answer_token_budget(builder, aug.apply_task(task), test_index, inf.answer_margin)

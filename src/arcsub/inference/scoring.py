@@ -15,11 +15,12 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..augment import Augmentation, augmentation_plan
+from ..augment import Augmentation
 from ..config import Config
 from ..prompts import PromptBuilder, PromptTooLong
 from ..selection import Candidate, Prediction, vote
 from ..tasks import Grid, Pair, Task
+from .airv import configured_plan
 from .backend import Backend, ScoreRequest
 
 log = logging.getLogger(__name__)
@@ -49,16 +50,7 @@ def score_jobs(
     adapter: str | None,
     max_seq_len: int | None,
 ) -> tuple[list[ScoreJob], list[str]]:
-    aug_cfg = config.augment
-    plan = augmentation_plan(
-        task,
-        config.inference.score_augmentations,
-        seed=config.inference.seed,
-        keep_background=aug_cfg.keep_background,
-        permute_colors=aug_cfg.permute_colors,
-        shuffle_order=aug_cfg.shuffle_order,
-        purpose="score",
-    )
+    plan = configured_plan(task, config, config.inference.score_augmentations, purpose="score")
     jobs, skipped = [], []
     for test_index, ranked in enumerate(candidates):
         for c_index, candidate in enumerate(ranked):

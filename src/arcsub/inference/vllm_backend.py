@@ -21,7 +21,6 @@ vLLM spawns its engine process: build ``VLLMBackend`` from code that runs under
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Sequence
 
 from ..config import InferenceConfig
 from ..errors import ArcsubError
+from ..models.inspection import read_config
 from .backend import Completion, GenerationRequest, ScoreRequest, adapter_rank, device_dtype
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,8 @@ class EngineConfigError(ArcsubError):
     pass
 
 
-def model_facts(model_path: str | Path) -> dict:
-    return json.loads((Path(model_path) / "config.json").read_text())
-
-
 def model_window(model_path: str | Path) -> int:
-    config = model_facts(model_path)
+    config = read_config(Path(model_path))
     window = config.get("max_position_embeddings")
     if not window:
         raise EngineConfigError(f"{model_path}/config.json: no max_position_embeddings; set inference.max_model_len")
@@ -58,7 +54,7 @@ def tensor_parallel_size(model_path: str | Path, requested: int) -> int:
     """``requested`` when heads and KV heads divide by it, else 1 (with a warning)."""
     if requested <= 1:
         return 1
-    config = model_facts(model_path)
+    config = read_config(Path(model_path))
     heads = config.get("num_attention_heads", 0)
     kv_heads = config.get("num_key_value_heads", heads)
     if heads % requested or kv_heads % requested:
