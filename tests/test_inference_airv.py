@@ -137,3 +137,28 @@ def test_rank_candidates_keeps_unscored_last():
     assert [c.grid for c in rank_candidates([a, b], "scores")] == [b.grid, a.grid]
     assert [c.grid for c in rank_candidates([a, b], "votes")] == [a.grid, b.grid]
     assert math.isinf(a.mean_score)
+
+
+def test_select_command_writes_a_valid_scored_submission(tmp_path, capsys):
+    from arcsub.cli import main
+    from arcsub.submission import load_submission
+    from arcsub.tasks import tasks_to_challenges
+
+    a, b = ((1,),), ((2,),)
+    task = Task("t", (Pair(((5,),), ((5,),)),), (Pair(((7,),), a),))
+    challenges = tmp_path / "challenges.json"
+    challenges.write_text(json.dumps(tasks_to_challenges([task])))
+    solutions = tmp_path / "solutions.json"
+    solutions.write_text(json.dumps({"t": [[[1]]]}))
+    store = RunStore(tmp_path / "pred")
+    store.save_scores("t", [[Candidate(b, 3, [-0.5], 0, {"id": -3.0}), Candidate(a, 1, [-1.0], 1, {"id": -0.1})]])
+
+    out = tmp_path / "submission.json"
+    assert main(["select", str(tmp_path / "pred"), "-o", str(out), "--challenges", str(challenges)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 task(s) (1 scored, 0 voted, 0 fallback), selection by combined" in printed
+    assert "score 1.0000 (1/1 test outputs solved)" in printed
+    assert load_submission(out) == {"t": [{"attempt_1": [[1]], "attempt_2": [[2]]}]}
+
+    assert main(["select", str(tmp_path / "pred"), "-o", str(out)]) == 2  # no run.json, no --challenges
+    assert "no run.json naming the tasks; pass --challenges" in capsys.readouterr().err

@@ -26,10 +26,10 @@ from typing import Sequence
 
 from .config import Config, config_to_toml, save_config
 from .errors import ArcsubError
-from .inference.select import select_attempts
+from .inference.select import write_selected_submission
 from .inference.store import RunStore
 from .io import write_json_atomic
-from .submission import SubmissionScore, make_submission, score_submission, validate_submission, write_submission
+from .submission import SubmissionScore, score_submission
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,6 @@ def check_resumable(out: Path, config: Config, model_path: str | Path) -> None:
             )
 
 
-def write_selected_submission(tasks: Sequence[Task], store: RunStore, out: Path, method: str) -> Path:
-    submission = make_submission(select_attempts(tasks, store, method).attempts)
-    problems = validate_submission(submission, tasks)
-    if problems:  # a bug: selection always fills both attempts
-        raise RuntimeError(f"selected submission invalid: {problems[:3]}")
-    return write_submission(out, submission)
-
-
 def run_pipeline(
     tasks: Sequence[Task],
     model_path: str | Path,
@@ -165,11 +157,9 @@ def run_pipeline(
     result.seconds["inference"] = time.time() - start
 
     # 4. Selection over what is on disk, then the score when solutions are known.
-    write_selected_submission(tasks, store, out / "submission.json", config.inference.selection)
+    _, submission = write_selected_submission(tasks, store, out / "submission.json", config.inference.selection)
     if all(t.has_solutions for t in tasks):
-        from .submission import load_submission
-
-        result.score = score_submission(load_submission(out / "submission.json"), tasks)
+        result.score = score_submission(submission, tasks)
     write_json_atomic(
         out / "report.json",
         {

@@ -51,9 +51,9 @@ def cmd_infer(args) -> int:
 
 
 def cmd_select(args) -> int:
-    from ..inference.select import select_attempts
+    from ..inference.select import write_selected_submission
     from ..inference.store import RunStore
-    from ..submission import make_submission, score_submission, validate_submission, write_submission
+    from ..submission import score_submission
     from ..tasks import load_tasks
 
     store = RunStore(args.predictions)
@@ -63,12 +63,7 @@ def cmd_select(args) -> int:
         raise ArcsubError(f"{args.predictions}: no run.json naming the tasks; pass --challenges")
     tasks = load_tasks(source).tasks
     method = args.method or "combined"
-    selection = select_attempts(tasks, store, method)
-    submission = make_submission(selection.attempts)
-    problems = validate_submission(submission, tasks)
-    if problems:  # cannot happen for a complete selection; never write a bad file
-        raise ArcsubError(f"{args.output}: would be invalid: {problems[0]}")
-    write_submission(args.output, submission)
+    selection, submission = write_selected_submission(tasks, store, args.output, method)
     counts = {s: list(selection.source.values()).count(s) for s in ("score", "sample", "fallback")}
     print(
         f"{args.output}: {len(tasks)} task(s) ({counts['score']} scored, {counts['sample']} voted, "

@@ -8,11 +8,14 @@ submission is always complete and valid.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..baseline import baseline_predictions
+from ..errors import ArcsubError
 from ..selection import Candidate, choose_attempts, rank_candidates, vote
+from ..submission import make_submission, validate_submission, write_submission
 from ..tasks import Grid, Task
 from .store import RunStore
 
@@ -46,3 +49,17 @@ def select_attempts(tasks: Sequence[Task], store: RunStore, method: str = "combi
             for r, f, pair in zip(ranked, fallbacks, task.test, strict=True)
         ]
     return result
+
+
+def write_selected_submission(
+    tasks: Sequence[Task], store: RunStore, out: str | os.PathLike, method: str = "combined"
+) -> tuple[Selection, dict]:
+    """Select, check and write ``submission.json`` atomically; returns the selection and
+    the submission written."""
+    selection = select_attempts(tasks, store, method)
+    submission = make_submission(selection.attempts)
+    problems = validate_submission(submission, tasks)
+    if problems:  # cannot happen for a complete selection; never write a bad file
+        raise ArcsubError(f"{out}: would be invalid: {problems[0]}")
+    write_submission(out, submission)
+    return selection, submission
