@@ -43,6 +43,7 @@ from typing import Any, Union
 
 from .config import FinetuneConfig
 from .errors import ConfigError, FinetuneError
+from .hardware import native_bf16
 from .prompts import IGNORE_INDEX, TokenizedPrompt
 
 log = logging.getLogger("arcsub.finetune")
@@ -120,16 +121,6 @@ class Precision:
         import torch
 
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
-
-
-def native_bf16(device) -> bool:
-    """bf16 in hardware (compute capability 8+, or ROCm). Not ``is_bf16_supported()``:
-    by default that also says yes on a T4, where bf16 only runs emulated and slow."""
-    import torch
-
-    if torch.version.hip:
-        return True
-    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def resolve_precision(requested: str, device) -> Precision:

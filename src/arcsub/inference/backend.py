@@ -74,6 +74,8 @@ def device_dtype(requested: str = "auto") -> str:
         return requested
     import torch
 
+    from ..hardware import native_bf16
+
     if not torch.cuda.is_available():
         return "float32"
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if native_bf16() else "float16"

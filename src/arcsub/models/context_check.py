@@ -203,10 +203,10 @@ def _load_model(path: Path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    if torch.cuda.is_available():
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").cuda().eval()
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").eval()
+    from ..inference.backend import device_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, device_dtype()), attn_implementation="sdpa")
+    return (model.cuda() if torch.cuda.is_available() else model).eval()
 
 
 def _score_phase(model, variant, phase, eval_sets, store, bar) -> None:
