@@ -100,7 +100,7 @@ def main() -> int:
         if name == "vllm":
             backend = VLLMBackend(model_path, InferenceConfig(max_model_len=4096, kv_cache_gib=2.0), progress=False)
         else:
-            backend = TransformersBackend(model_path, InferenceConfig(), batch_size=8)
+            backend = TransformersBackend(model_path, InferenceConfig(), batch_size=8, progress=False)
         starts[name] = time.perf_counter() - start
         # one warm-up call so neither backend pays first-call costs inside the figures
         run_workload(backend, builder, tasks[0], workloads(99)["greedy 8x1"])

@@ -111,7 +111,7 @@ def engine_loop(model, sequences, config) -> float:
     from arcsub.finetune import train_examples
 
     start = time.perf_counter()
-    result = train_examples(model, sequences, config, max_steps=len(sequences))
+    result = train_examples(model, sequences, config, max_steps=len(sequences), progress=False)
     elapsed = time.perf_counter() - start
     assert result.steps == len(sequences), result.summary()
     return elapsed
@@ -131,7 +131,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     config = Config()
     config.finetune = FinetuneConfig(
-        lora_rank=args.rank, lora_alpha=args.rank, learning_rate=1e-5, warmup_steps=0, progress=False, log_every=10**6
+        lora_rank=args.rank, lora_alpha=args.rank, learning_rate=1e-5, warmup_steps=0, log_every=10**6
     )
     path = resolve_model(args.model)
     tokenizer = load_tokenizer(path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import pytest
 
 
@@ -10,7 +13,7 @@ def default_model_path():
     """The converted embedded default model (SmolLM2-135M-Instruct, fp32 HF folder)."""
     from arcsub.models.default import default_model_dir
 
-    return default_model_dir(progress=lambda message: None)
+    return default_model_dir(notify=lambda message: None)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +73,7 @@ def replica(tmp_path_factory, default_model_path):
 
     def get(name: str):
         if name not in built:
-            built[name] = build_replica(name, root / name, progress=lambda message: None)
+            built[name] = build_replica(name, root / name, notify=lambda message: None)
         return built[name]
 
     return get
@@ -122,3 +125,32 @@ def hf_backend(default_model_path, random_lora_path):
     from arcsub.inference.hf_backend import TransformersBackend
 
     return TransformersBackend(default_model_path, InferenceConfig(), [str(random_lora_path)])
+
+
+# ---------------------------------------------------------------- what a user sees
+
+
+class _Terminal(io.StringIO):
+    """A StringIO that says it is a terminal: progress bars draw on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def fake_terminal():
+    """arcsub's terminal (its console handler's stream) replaced by a ``_Terminal``."""
+    from arcsub.console import LOGGER, ConsoleHandler
+
+    logger = logging.getLogger(LOGGER)
+    before = [h for h in logger.handlers if isinstance(h, ConsoleHandler)]
+    for handler in before:
+        logger.removeHandler(handler)
+    terminal = _Terminal()
+    handler = ConsoleHandler(terminal)
+    handler.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield terminal
+    logger.removeHandler(handler)
+    for handler in before:
+        logger.addHandler(handler)

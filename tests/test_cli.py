@@ -83,7 +83,7 @@ def test_model_default_prints_the_cached_folder(capsys, default_model_path):
 
 def test_pure_modules_import_no_torch_or_vllm():
     code = (
-        "import sys, arcsub.cli, arcsub.submission, arcsub.prompts, arcsub.pipeline, arcsub.inference.select; "
+        "import sys, arcsub.cli, arcsub.submission, arcsub.prompts, arcsub.pipeline, arcsub.inference.attempts; "
         "from arcsub.cli import build_parser; build_parser(); "
         "heavy = [m for m in ('torch', 'vllm', 'transformers', 'peft') if m in sys.modules]; "
         "print(','.join(heavy))"

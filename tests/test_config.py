@@ -36,3 +36,12 @@ def test_bad_configs_name_the_key(tmp_path, text, message):
 def test_validation_in_code():
     with pytest.raises(ConfigError, match="at least 16"):
         PromptConfig(max_seq_len=3)
+
+
+def test_augment_seed_is_gone(tmp_path):
+    """It was read by nothing (inference plans use inference.seed, training draws
+    finetune.seed) yet blocked a resume when changed."""
+    path = tmp_path / "c.toml"
+    path.write_text("[augment]\nseed = 1\n")
+    with pytest.raises(ConfigError, match=r"augment: unknown key\(s\) seed; known: keep_background"):
+        load_config(path)

@@ -45,7 +45,7 @@ def test_a_stale_cache_is_rebuilt(tmp_path, monkeypatch, default_model_path):
     stale.mkdir(parents=True)
     (stale / "junk.bin").write_text("x")
     (stale / STAMP_FILE).write_text(json.dumps({"converter_version": 0}))
-    rebuilt = default_model_dir(progress=lambda m: None)
+    rebuilt = default_model_dir(notify=lambda m: None)
     assert rebuilt == stale and not (stale / "junk.bin").exists()
     assert json.loads((stale / STAMP_FILE).read_text())["converter_version"] == default_module.CONVERTER_VERSION
     assert (stale / "model.safetensors").stat().st_size == (default_model_path / "model.safetensors").stat().st_size

@@ -27,8 +27,6 @@ from arcsub.finetune import (  # noqa: E402
     STOP_MAX_STEPS,
     STOP_NON_FINITE,
     STOP_SKIPPED,
-    LeaveOneOut,
-    Precision,
     attach_lora,
     load_adapter,
     save_adapter,
@@ -37,7 +35,9 @@ from arcsub.finetune import (  # noqa: E402
     train_task,
     train_tasks,
 )
-from arcsub.finetune_loop import answer_loss, lr_factor  # noqa: E402
+from arcsub.finetune.data import LeaveOneOut  # noqa: E402
+from arcsub.finetune.loop import answer_loss, make_scheduler  # noqa: E402
+from arcsub.finetune.precision import Precision, resolve_precision  # noqa: E402
 from arcsub.prompts import IGNORE_INDEX, PromptBuilder  # noqa: E402
 from arcsub.tasks import Task, load_tasks  # noqa: E402
 
@@ -62,7 +62,7 @@ def small_tasks() -> list[Task]:
 
 
 def quick(**changes) -> FinetuneConfig:
-    values = dict(steps=4, learning_rate=1e-2, warmup_steps=0, progress=False, log_every=1, max_seq_len=1024)
+    values = dict(steps=4, learning_rate=1e-2, warmup_steps=0, log_every=1, max_seq_len=1024)
     return FinetuneConfig(**(values | changes))
 
 
@@ -107,8 +107,8 @@ def trainable(model) -> dict:
 def test_finetune_config_validates_and_round_trips():
     with pytest.raises(ConfigError, match="finetune.precision"):
         FinetuneConfig(precision="fp8")
-    with pytest.raises(ConfigError, match="finetune.steps"):
-        FinetuneConfig(steps=0)
+    with pytest.raises(ConfigError, match="finetune.lora_rank = 0; it must be at least 1"):
+        FinetuneConfig(lora_rank=0)
     with pytest.raises(ConfigError, match="DoRA"):
         FinetuneConfig(use_dora=True)  # for_vllm defaults to true
     FinetuneConfig(use_dora=True, for_vllm=False)
@@ -121,18 +121,28 @@ def test_finetune_config_validates_and_round_trips():
         config_from_dict({"finetune": {"rank": 8}})
 
 
+def learning_rates(config: FinetuneConfig, total: int) -> list[float]:
+    """The rate at each optimizer step of a ``total``-step run (lr 1)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, config, total)
+    rates = []
+    for _ in range(total):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 def test_lr_schedule_warms_up_then_decays():
-    config = FinetuneConfig(warmup_steps=4, lr_schedule="cosine")
-    factors = [lr_factor(s, 20, config) for s in range(20)]
-    assert factors[:4] == sorted(factors[:4]) and factors[3] < 1.0
-    assert factors[4] == 1.0 and factors[-1] < 0.05
-    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
-    assert lr_factor(10, 20, FinetuneConfig(warmup_steps=0, lr_schedule="constant")) == 1.0
+    rates = learning_rates(FinetuneConfig(warmup_steps=4, lr_schedule="cosine"), 20)
+    assert rates[:5] == [0.0, 0.25, 0.5, 0.75, 1.0]  # linear warm-up from 0 (transformers' schedules)
+    assert all(a >= b for a, b in zip(rates[4:], rates[5:])) and rates[-1] < 0.05
+    linear = learning_rates(FinetuneConfig(warmup_steps=0, lr_schedule="linear"), 10)
+    assert linear == pytest.approx([1 - s / 10 for s in range(10)])
+    assert learning_rates(FinetuneConfig(warmup_steps=2, lr_schedule="constant"), 10)[2:] == [1.0] * 8
 
 
 def test_precision_follows_the_device_unless_forced():
-    from arcsub.finetune import resolve_precision
-
     assert resolve_precision("auto", CPU).name == "fp32"
     assert resolve_precision("fp16", CPU).uses_scaler and resolve_precision("fp16", CPU).base_dtype() == torch.float16
     assert resolve_precision("bf16", CPU).autocast_dtype == torch.bfloat16
@@ -253,6 +263,24 @@ def test_a_budget_beyond_the_model_window_is_refused(tiny_llama_path, default_to
     model = tiny_lora(tiny_llama_path)  # window 8192
     with pytest.raises(ConfigError, match="exceeds the model's window of 8192"):
         train_task(model, default_tokenizer, small_tasks[0], config_with(max_seq_len=16384))
+
+
+def test_zero_steps_is_a_valid_setting_that_the_trainers_refuse(
+    tiny_llama_path, default_tokenizer, small_tasks, tmp_path
+):
+    """``finetune.steps = 0`` spells "no test-time fine-tuning" in a config (arcsub run
+    skips the stage); asked to train 0 steps, the engine says so instead of saving
+    untrained adapters."""
+    config = config_with(steps=0)
+    assert config_from_dict({"finetune": {"steps": 0}}).finetune.steps == 0
+    model = tiny_lora(tiny_llama_path)
+    with pytest.raises(FinetuneError, match="0 fine-tuning steps: nothing to train"):
+        train_tasks(model, default_tokenizer, small_tasks[:1], config, tmp_path / "adapters")
+    assert not (tmp_path / "adapters").exists()
+    assert run_cli("--model", tiny_llama_path, "--data", SMALL, "--out", tmp_path / "ft", "--steps", 0) == 2
+    assert not (tmp_path / "ft" / "checkpoints").exists()
+    with pytest.raises(ConfigError, match="finetune.steps = -1; it must not be negative"):
+        FinetuneConfig(steps=-1)
 
 
 # ---------------------------------------------------------------- training

@@ -9,9 +9,9 @@ from arcsub.augment import Augmentation, augmentation_plan
 from arcsub.config import Config
 from arcsub.encoding import get_codec
 from arcsub.inference.airv import answer_side_bounds, sample, sample_jobs, to_prediction
+from arcsub.inference.attempts import select_attempts
 from arcsub.inference.backend import Completion
-from arcsub.inference.run import find_adapters, infer
-from arcsub.inference.select import select_attempts
+from arcsub.inference.run import AdaptersNotFoundError, find_adapters, infer
 from arcsub.inference.store import RunMismatchError, RunStore
 from arcsub.prompts import PromptBuilder
 from arcsub.selection import Candidate, rank_candidates
@@ -64,7 +64,9 @@ def test_jobs_cover_every_test_input_and_augmentation(default_tokenizer):
         assert job.request.temperature == 0 and job.request.n == 1
 
 
-def test_sample_on_vllm(vllm_backend, default_tokenizer):
+def test_sample_on_vllm(vllm_backend, default_tokenizer, fake_terminal, monkeypatch):
+    """With bars on (a terminal), vLLM draws its progress through arcsub's bar factory."""
+    monkeypatch.setattr(vllm_backend, "progress", True)
     tasks = load_tasks(SMALL).tasks
     config = small_config()
     predictions = sample(tasks, vllm_backend, PromptBuilder(config.prompt, default_tokenizer), config)
@@ -72,6 +74,7 @@ def test_sample_on_vllm(vllm_backend, default_tokenizer):
         (preds,) = predictions[task.id]
         assert [p.augmentation for p in preds] == [a.key for a in augmentation_plan(task, 2, purpose="sample")]
         assert all(p.logprob is not None and p.logprob < 0 for p in preds)
+    assert "sampling: 100%" in fake_terminal.getvalue()
 
 
 def test_infer_writes_resumes_and_refuses_mixed_settings(
@@ -102,11 +105,56 @@ def test_infer_writes_resumes_and_refuses_mixed_settings(
 
 
 def test_find_adapters(tmp_path):
+    two_pairs = (Pair(((1,),), ((2,),)), Pair(((3,),), ((4,),)))
+    t1, t2 = (Task(name, two_pairs, (Pair(((5,),)),)) for name in ("t1", "t2"))
+    one_pair = Task("t3", two_pairs[:1], (Pair(((5,),)),))  # nothing to train on: leave-one-out needs 2
     for name in ("t1", "shared"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "adapter_config.json").write_text("{}")
-    assert find_adapters(tmp_path, ["t1", "t2"]) == {"t1": str(tmp_path / "t1"), "t2": str(tmp_path / "shared")}
-    assert find_adapters(None, ["t1"]) == {}
+    assert find_adapters(tmp_path, [t1, t2]) == ({"t1": str(tmp_path / "t1"), "t2": str(tmp_path / "shared")}, [])
+    assert find_adapters(None, [t1]) == ({}, [])
+    (tmp_path / "shared" / "adapter_config.json").unlink()
+    assert find_adapters(tmp_path, [t1, t2, one_pair]) == ({"t1": str(tmp_path / "t1")}, ["t2"])
+
+
+def test_a_wrong_adapters_folder_is_an_error_before_anything_is_written(tmp_path, capsys):
+    from arcsub.cli import main
+
+    task = load_tasks(SMALL).tasks[:1]
+    with pytest.raises(AdaptersNotFoundError, match="no-such: adapters folder not found"):
+        find_adapters(tmp_path / "no-such", task)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AdaptersNotFoundError, match="empty: holds no adapter"):
+        find_adapters(tmp_path / "empty", task)
+    out = tmp_path / "pred"
+    args = ["infer", "--data", SMALL, "--adapters", str(tmp_path / "typo"), "-o", str(out), "--backend", "transformers"]
+    assert main(args) == 2
+    assert "typo: adapters folder not found" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_tasks_without_an_adapter_are_named_and_counted(tiny_llama_path, default_tokenizer, tmp_path, caplog):
+    """The second task has train pairs but no adapter: it runs on the base model, and
+    the run says so instead of silently losing its fine-tuning."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    tasks = load_tasks(SMALL).tasks
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_path), lora).save_pretrained(
+        tmp_path / "adapters" / tasks[0].id
+    )
+    config = small_config(backend="transformers", scoring=False)
+    with caplog.at_level("WARNING", logger="arcsub"):
+        report = infer(
+            tasks, tiny_llama_path, default_tokenizer, config, tmp_path / "pred",
+            adapters_dir=tmp_path / "adapters", progress=False,
+        )  # fmt: skip
+    assert report.without_adapter == [tasks[1].id] and sorted(report.sampled) == sorted(t.id for t in tasks)
+    assert f"no adapter for 1 task(s) with train pairs; the base model serves them: {tasks[1].id}" in caplog.text
+    assert "1 without an adapter" in report.summary()
 
 
 def test_selection_ranks_and_always_fills_both_attempts(tmp_path):

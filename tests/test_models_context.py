@@ -41,15 +41,33 @@ def test_theta_extension_changes_config_and_tokenizer_only(replica, tmp_path, na
         assert any("sliding_window 32" in note for note in result.notes)
 
 
-def test_extended_model_runs_past_its_old_window(replica, tmp_path):
+def test_extension_changes_the_window_the_engines_enforce_and_the_logits(replica, tmp_path):
+    """Against the unextended model: the training budget check refuses 3000 tokens on
+    the original (window 2048) and accepts them on the copy, and the new RoPE base
+    changes the logits of the same input (the weights are the same file)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    extend_context(replica("AMD-Llama-135m"), tmp_path / "long", max_len=4096, rope_theta=1e5)
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "long")
+    from arcsub.config import Config
+    from arcsub.errors import ConfigError
+    from arcsub.finetune.ttft import check_window
+    from arcsub.models.loading import model_window
+
+    src, long = replica("AMD-Llama-135m"), tmp_path / "long"  # theta 1e4, window 2048
+    extend_context(src, long, max_len=4096, rope_theta=1e5)
+    assert (model_window(src), model_window(long)) == (2048, 4096)
+    config = Config()
+    config.finetune.max_seq_len = 3000
+    original = AutoModelForCausalLM.from_pretrained(src).eval()
+    extended = AutoModelForCausalLM.from_pretrained(long).eval()
+    with pytest.raises(ConfigError, match="exceeds the model's window of 2048 tokens"):
+        check_window(original, config)
+    assert check_window(extended, config) == 3000
+    ids = torch.randint(3, 700, (1, 3000), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        logits = model(torch.randint(3, 700, (1, 3000)), logits_to_keep=4).logits
-    assert torch.isfinite(logits).all()
+        before, after = (model(ids, logits_to_keep=4).logits for model in (original, extended))
+    assert torch.isfinite(after).all()
+    assert (after - before).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -110,16 +128,19 @@ def test_extend_context_cli(replica, tmp_path, capsys):
 
 def test_vllm_reads_the_new_window(replica, tmp_path):
     """vLLM derives max_model_len from config.json (scaled by linear factors) and
-    the tokenizer's model_max_length: every variant must come out at the target."""
+    the tokenizer's model_max_length: every variant must come out at the target, and
+    arcsub's one ``model_window`` (training budget, engine length) must agree."""
     from vllm.config import ModelConfig
+
+    from arcsub.models.loading import model_window
 
     src = replica("SmolLM2-135M-Instruct")
     extend_context(src, tmp_path / "theta", max_len=16384, rope_theta=4e5)
-    extend_context(src, tmp_path / "linear", max_len=16384, scaling="linear")
-    extend_context(src, tmp_path / "yarn", max_len=16384, scaling="yarn")
-    for variant in ("theta", "linear", "yarn"):
+    for scaling in ("linear", "dynamic", "yarn"):
+        extend_context(src, tmp_path / scaling, max_len=16384, scaling=scaling)
+    for variant in ("theta", "linear", "dynamic", "yarn"):
         config = ModelConfig(model=str(tmp_path / variant))
-        assert config.max_model_len == 16384, variant
+        assert config.max_model_len == model_window(tmp_path / variant) == 16384, variant
     assert ModelConfig(model=str(tmp_path / "theta")).hf_config.rope_parameters["rope_theta"] == 4e5
     assert ModelConfig(model=str(src)).max_model_len == 8192
 

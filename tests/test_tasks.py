@@ -3,7 +3,7 @@ import json
 import pytest
 
 from arcsub.errors import DatasetNotFoundError, TaskFormatError
-from arcsub.tasks import DATASET_NAMES, check_grid, load_tasks, tasks_to_challenges, tasks_to_solutions
+from arcsub.tasks import DATASET_NAMES, Pair, Task, check_grid, load_tasks, tasks_to_challenges, tasks_to_solutions
 
 
 def write(path, obj):
@@ -111,3 +111,12 @@ def test_invalid_json_is_a_clear_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(TaskFormatError, match="broken.json: not valid JSON"):
         load_tasks(str(path))
+
+
+def test_cells_count_every_known_grid():
+    pair = Pair(((1, 2, 3), (4, 5, 6)), ((7,),))  # 6 + 1
+    test = Pair(((0,) * 3,) * 3)  # 9, output unknown
+    task = Task("t", (pair,), (test,))
+    assert (pair.cells, test.cells, task.cells) == (7, 9, 16)
+    solved = Task("t", (pair,), (Pair(test.input, ((1, 1), (1, 1))),))
+    assert solved.cells == 20

@@ -45,7 +45,9 @@ class PromptConfig:
 
 @dataclass
 class AugmentConfig:
-    seed: int = 0
+    """Which augmentations training and inference draw. Their randomness comes from
+    ``finetune.seed`` (training draws) and ``inference.seed`` (inference plans)."""
+
     keep_background: bool = True  # colour 0 is never permuted
     permute_colors: bool = True
     shuffle_order: bool = True
@@ -69,7 +71,7 @@ class FinetuneConfig:
     use_rslora: bool = False  # scale by alpha/sqrt(rank) instead of alpha/rank
     use_dora: bool = False
     for_vllm: bool = True  # the adapter is served by vLLM: refuse what it cannot load (DoRA)
-    steps: int = 100  # optimizer steps per task (TTFT) or per run (offline)
+    steps: int = 100  # optimizer steps per task (TTFT) or per run (offline); 0: no test-time fine-tuning
     learning_rate: float = 1e-4
     lr_schedule: str = "cosine"  # after warm-up: cosine | linear | constant
     warmup_steps: int = 10
@@ -84,8 +86,7 @@ class FinetuneConfig:
     adapter_mode: str = "per_task"  # per_task: one adapter per task | shared: one over the whole group
     nan_patience: int = 3  # non-finite steps in a row before restoring the last good weights and stopping
     snapshot_every: int = 10  # steps between copies of the trainable weights kept for that restore
-    log_every: int = 10  # steps between log lines
-    progress: bool = True  # progress bar (on a terminal)
+    log_every: int = 10  # steps between log lines (in the log file)
     seed: int = 0
     checkpoint_every: int = 100  # offline runs: steps between resumable checkpoints
     keep_checkpoints: int = 2
@@ -101,14 +102,14 @@ class FinetuneConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)!r}; use one of {', '.join(allowed)}")
-        positive = ("lora_rank", "steps", "grad_accum", "nan_patience", "snapshot_every", "log_every")
+        positive = ("lora_rank", "grad_accum", "nan_patience", "snapshot_every", "log_every")
         for key in positive + ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be at least 1")
         for key in ("learning_rate", "lora_alpha"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be positive")
-        for key in ("warmup_steps", "weight_decay", "max_grad_norm"):
+        for key in ("steps", "warmup_steps", "weight_decay", "max_grad_norm"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must not be negative")
         if not 0 <= self.lora_dropout < 1:

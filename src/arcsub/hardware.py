@@ -1,4 +1,6 @@
-"""What the accelerator can do, for the choices that depend on it (dtype, precision)."""
+"""What the accelerator is and does natively, for the choices that depend on it:
+the device to train on, the dtype to serve in, the training precision (bf16 or not:
+T4s serve and train in fp16)."""
 
 from __future__ import annotations
 
@@ -12,3 +14,22 @@ def native_bf16(device=None) -> bool:
     if torch.version.hip:
         return True
     return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def device_dtype(requested: str = "auto") -> str:
+    """The dtype to serve in: float16 on CUDA without bfloat16 (T4: compute
+    capability 7.5), bfloat16 on newer GPUs, float32 on CPU."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if not torch.cuda.is_available():
+        return "float32"
+    return "bfloat16" if native_bf16() else "float16"
+
+
+def default_device():
+    """The first GPU when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

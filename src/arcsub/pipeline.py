@@ -26,9 +26,10 @@ from typing import Sequence
 
 from .config import Config, config_to_toml, save_config
 from .errors import ArcsubError
-from .inference.select import write_selected_submission
-from .inference.store import RunStore
+from .finetune import STOP_SKIPPED, load_for_training, train_tasks
+from .inference import RunStore, infer, write_selected_submission
 from .io import write_json_atomic
+from .models.loading import load_tokenizer
 from .submission import SubmissionScore, score_submission
 from .tasks import Task
 
@@ -57,18 +58,14 @@ class PipelineResult:
         return "\n".join(lines)
 
 
-def cells(task: Task) -> int:
-    return sum(len(g) * len(g[0]) for p in (*task.train, *task.test) for g in (p.input, p.output) if g is not None)
-
-
 def smallest_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
     """The ``count`` tasks with the fewest cells, in their original order."""
-    keep = {t.id for t in sorted(tasks, key=cells)[:count]}
+    keep = {t.id for t in sorted(tasks, key=lambda t: t.cells)[:count]}
     return [t for t in tasks if t.id in keep]
 
 
 # Settings that do not change what training produces (so a resume may differ in them).
-NOT_AFFECTING_ADAPTERS = {"progress", "log_every", "snapshot_every", "checkpoint_every", "keep_checkpoints"}
+NOT_AFFECTING_ADAPTERS = {"log_every", "snapshot_every", "checkpoint_every", "keep_checkpoints"}
 
 
 def check_resumable(out: Path, config: Config, model_path: str | Path) -> None:
@@ -109,6 +106,8 @@ def run_pipeline(
     data_label: str = "",
     progress: bool = True,
 ) -> PipelineResult:
+    """The stages above into ``out_dir``; ``progress`` shows one bar per stage.
+    ``finetune.steps = 0`` leaves test-time fine-tuning out."""
     out = Path(out_dir)
     check_resumable(out, config, model_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,24 +123,20 @@ def run_pipeline(
     # 2. Test-time fine-tuning: one adapter per task (or one shared), resumable.
     adapters_dir = None
     if config.finetune.steps > 0:
-        from .finetune import load_for_training, train_tasks
-
         start = time.time()
+        log.info("test-time fine-tuning: %d task(s), %d steps each", len(tasks), config.finetune.steps)
         model, tokenizer = load_for_training(model_path, config)
-        trained = train_tasks(model, tokenizer, tasks, config, out / "adapters")
+        trained = train_tasks(model, tokenizer, tasks, config, out / "adapters", progress=progress)
         result.trained = {task_id: r.to_dict() for task_id, r in trained.items()}
         del model
         gc.collect()
-        adapters_dir = out / "adapters"
+        if any(r.stop_reason != STOP_SKIPPED for r in trained.values()):  # else there is no adapter to serve
+            adapters_dir = out / "adapters"
         result.seconds["finetune"] = time.time() - start
     else:
-        from .models.loading import load_tokenizer
-
         tokenizer = load_tokenizer(model_path)
 
     # 3. Inference: sample under augmentations, then score candidates.
-    from .inference.run import infer
-
     start = time.time()
     report = infer(
         tasks,

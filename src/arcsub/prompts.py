@@ -24,7 +24,7 @@ from .augment import Augmentation
 from .config import PromptConfig
 from .encoding import get_codec
 from .errors import PromptError
-from .tasks import Grid, Task, grid_shape
+from .tasks import Grid, Task
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss
 
@@ -238,12 +238,7 @@ class PromptBuilder:
         if order == "first":
             return keep[0]
         if order == "largest":
-
-            def cells(i: int) -> int:
-                (hi, wi), (ho, wo) = grid_shape(train[i].input), grid_shape(train[i].output)
-                return hi * wi + ho * wo
-
-            return max(reversed(keep), key=cells)  # ties: the later pair goes first
+            return max(reversed(keep), key=lambda i: train[i].cells)  # ties: the later pair goes first
         return keep[-1]
 
     def tokenize(self, prompt: Prompt, *, learn_outputs: bool = False) -> TokenizedPrompt:

@@ -50,6 +50,11 @@ class Pair:
     input: Grid
     output: Grid | None = None  # None for a test input whose solution is unknown
 
+    @property
+    def cells(self) -> int:
+        """Cells of the input and (when known) the output."""
+        return sum(len(grid) * len(grid[0]) for grid in (self.input, self.output) if grid is not None)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -60,6 +65,11 @@ class Task:
     @property
     def has_solutions(self) -> bool:
         return all(pair.output is not None for pair in self.test)
+
+    @property
+    def cells(self) -> int:
+        """Cells of every grid of the task (test outputs when known): its size."""
+        return sum(pair.cells for pair in (*self.train, *self.test))
 
     def with_train(self, train: Sequence[Pair]) -> Task:
         return Task(self.id, tuple(train), self.test)

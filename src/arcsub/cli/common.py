@@ -2,42 +2,32 @@
 
 from __future__ import annotations
 
-import logging
-import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
+from ..console import engine_output_to, say, show_arcsub_lines
 from ..errors import ArcsubError
 
 SOURCE_HELP = "challenges/task JSON, folder, or dataset (arc1/evaluation[:10])"
+LOG_FILE = Path("logs") / "run.log"
 
 
-def stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+def add_verbose_option(parser) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true", help=f"engine logs on the screen instead of OUT/{LOG_FILE.as_posix()}"
+    )
 
 
-class _CurrentStderr(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at emit time, not the one seen at set-up.
-
-    A handler bound to the stream of its first call writes into a closed file once
-    that stream is replaced (pytest's capture, a notebook cell) and logs an error.
-    """
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value):
-        pass
-
-
-def log_to_stderr() -> None:
-    """Show arcsub's INFO log lines (training progress) on stderr, once."""
-    logger = logging.getLogger("arcsub")
-    if not any(isinstance(h, _CurrentStderr) for h in logger.handlers):
-        handler = _CurrentStderr()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+def command_output(out_dir: str | Path, verbose: bool) -> AbstractContextManager:
+    """arcsub's lines and bars on the screen; engine output (vLLM, transformers,
+    warnings, child processes) into ``OUT/logs/run.log``, or on the screen too with
+    ``--verbose`` (with arcsub's debug lines)."""
+    show_arcsub_lines(debug=verbose)
+    if verbose:
+        return nullcontext()
+    path = Path(out_dir) / LOG_FILE
+    say(f"engine logs: {path}")
+    return engine_output_to(path)
 
 
 def one_task(source: str, task_id: str | None):

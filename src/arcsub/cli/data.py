@@ -6,7 +6,9 @@ import json
 import statistics
 import sys
 
-from .common import SOURCE_HELP, one_task, stderr
+from ..config import DROP_ORDERS
+from ..console import say
+from .common import SOURCE_HELP, one_task
 
 
 def cmd_data_stats(args) -> int:
@@ -17,10 +19,7 @@ def cmd_data_stats(args) -> int:
     sides = [
         max(grid_shape(g)) for t in tasks for p in (*t.train, *t.test) for g in (p.input, p.output) if g is not None
     ]
-    cells = [
-        sum(len(g) * len(g[0]) for p in (*t.train, *t.test) for g in (p.input, p.output) if g is not None)
-        for t in tasks
-    ]
+    cells = [t.cells for t in tasks]
     stats = {
         "source": args.source,
         "tasks": len(tasks),
@@ -73,7 +72,7 @@ def cmd_encode(args) -> int:
     if args.tokenizer != "none":
         from ..models.loading import load_tokenizer
 
-        tokenizer = load_tokenizer(args.tokenizer, progress=stderr)
+        tokenizer = load_tokenizer(args.tokenizer)
     config = PromptConfig(codec=args.encoder, max_seq_len=args.max_seq_len, drop_order=args.drop_order)
     builder = PromptBuilder(config, tokenizer)
     aug = Augmentation.parse(args.augmentation)
@@ -83,7 +82,7 @@ def cmd_encode(args) -> int:
         prompt = builder.fit(task, args.test_index, aug)
     print(prompt.text)
     tokens = "n/a (no tokenizer)" if prompt.num_tokens is None else prompt.num_tokens
-    stderr(
+    say(
         f"task {task.id} test {args.test_index} aug {prompt.augmentation}: {tokens} tokens, {len(prompt.text)} chars, "
         f"{prompt.num_train} train pairs shown, {prompt.dropped} dropped to fit {config.max_seq_len}"
     )
@@ -122,5 +121,5 @@ def register(sub) -> None:
     p.add_argument("--test-index", type=int, default=0)
     p.add_argument("--augmentation", default="id", help="augmentation key, e.g. rot90.c0318274659")
     p.add_argument("--max-seq-len", type=int, default=8192)
-    p.add_argument("--drop-order", default="last", choices=["last", "first", "largest"])
+    p.add_argument("--drop-order", default="last", choices=DROP_ORDERS)
     p.set_defaults(func=cmd_encode)

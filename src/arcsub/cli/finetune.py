@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..config import FINETUNE_METHODS, PRECISIONS
 from ..errors import FinetuneError
-from .common import SOURCE_HELP, log_to_stderr
+from .common import SOURCE_HELP, add_verbose_option, command_output
 
 # flag -> finetune config key; these change the run, so --resume refuses them
 _TUNING = {
@@ -30,35 +31,25 @@ def _config(args):
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in _TUNING if getattr(args, k) is not None]
         given += ["--config"] if args.config else []
-        given += [
-            f"--{k.replace('_', '-')}"
-            for k in ("use_test_outputs", "merge", "gradient_checkpointing")
-            if getattr(args, k)
-        ]
+        given += [f"--{k.replace('_', '-')}" for k in _SWITCHES if getattr(args, k)]
         if given:
             raise FinetuneError(
                 f"--resume continues with the run's saved config ({out / 'config.toml'}); "
                 f"drop {', '.join(given)} or start a new run in another --out"
             )
-        config = load_config(out / "config.toml")
-        if args.no_progress:
-            config.finetune.progress = False
-        return config
+        return load_config(out / "config.toml")
     config = load_config(args.config)
     changes = {key: getattr(args, flag) for flag, key in _TUNING.items() if getattr(args, flag) is not None}
     for flag in _SWITCHES:
         if getattr(args, flag):
             changes[flag] = True
-    if args.no_progress:
-        changes["progress"] = False
     config.finetune = dataclasses.replace(config.finetune, **changes)
     return config
 
 
 def cmd_finetune(args) -> int:
-    from ..finetune_offline import read_run, time_limit_deadline
+    from ..finetune.offline import read_run, time_limit_deadline
 
-    log_to_stderr()
     config = _config(args)
     deadline = time_limit_deadline(args.time_limit)
     model, data = args.model, args.data
@@ -75,18 +66,20 @@ def cmd_finetune(args) -> int:
 
     if args.per_task:
         return _per_task(model, data, args, config, deadline)
-    from ..finetune_offline import run_offline
+    from ..finetune.offline import run_offline
 
-    result = run_offline(
-        model,
-        data,
-        args.out,
-        config,
-        resume=args.resume,
-        max_steps=args.steps,
-        deadline=deadline,
-        skip_invalid=args.skip_invalid,
-    )
+    with command_output(args.out, args.verbose):
+        result = run_offline(
+            model,
+            data,
+            args.out,
+            config,
+            resume=args.resume,
+            max_steps=args.steps,
+            deadline=deadline,
+            skip_invalid=args.skip_invalid,
+            progress=not args.no_progress,
+        )
     print(result.summary())
     return 0
 
@@ -99,10 +92,12 @@ def _per_task(model, data, args, config, deadline) -> int:
         raise FinetuneError("--per-task runs resume by themselves (done tasks are kept); drop --resume")
     config.finetune = dataclasses.replace(config.finetune, adapter_mode="per_task")
     tasks = load_tasks(data, skip_invalid=args.skip_invalid).tasks
-    net, tokenizer = load_for_training(model, config)
-    results = train_tasks(net, tokenizer, tasks, config, args.out, deadline=deadline, max_steps=args.steps)
-    for result in results.values():
-        print(result.summary())
+    with command_output(args.out, args.verbose):
+        net, tokenizer = load_for_training(model, config)
+        results = train_tasks(
+            net, tokenizer, tasks, config, args.out, deadline=deadline, max_steps=args.steps,
+            progress=not args.no_progress,
+        )  # fmt: skip
     trained = sum(r.stop_reason != "skipped" for r in results.values())
     print(f"{trained}/{len(results)} task adapter(s) in {args.out}")
     return 0
@@ -128,8 +123,8 @@ def register(sub) -> None:
     p.add_argument("--time-limit", type=float, help="minutes; stop (with a checkpoint) when they are spent")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--rank", type=int, help="LoRA rank")
-    p.add_argument("--method", choices=["lora", "full"])
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--method", choices=FINETUNE_METHODS)
+    p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--max-seq-len", type=int, help="training sequence budget in tokens")
     p.add_argument("--grad-accum", type=int, help="sequences per optimizer step (per process)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -138,4 +133,5 @@ def register(sub) -> None:
     p.add_argument("--merge", action="store_true", help="also save the adapter merged into full weights")
     p.add_argument("--skip-invalid", action="store_true", help="leave out invalid tasks instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbose_option(p)
     p.set_defaults(func=cmd_finetune)

@@ -1,16 +1,19 @@
-"""``arcsub infer`` (steps 1 and 2 into a predictions folder) and ``arcsub select``
-(the final attempts from that folder, offline)."""
+"""``arcsub infer`` (steps 1 and 2 into a predictions folder), ``arcsub select`` (the
+final attempts from that folder, offline) and ``arcsub run`` (the whole path)."""
 
 from __future__ import annotations
 
-from ..errors import ArcsubError
-from .common import SOURCE_HELP, log_to_stderr, stderr
+import dataclasses
+
+from ..config import BACKENDS, SELECTIONS
+from ..console import say
+from ..errors import ArcsubError, ConfigError
+from .common import SOURCE_HELP, add_verbose_option, command_output
 
 
 def load_run_config(args):
-    """The config file (or defaults) with the command-line overrides applied."""
-    import dataclasses
-
+    """The config file (or defaults) with the command-line overrides applied; the
+    result is what the run saves, so every override must be a valid config value."""
     from ..config import load_config
 
     config = load_config(args.config)
@@ -23,36 +26,40 @@ def load_run_config(args):
         overrides["scoring"] = False
     # replace() validates the combination again (e.g. --samples 8 needs --temperature > 0)
     config.inference = dataclasses.replace(config.inference, **overrides)
+    if getattr(args, "ttft_steps", None) is not None:
+        if args.ttft_steps < 0:
+            raise ConfigError(f"--ttft-steps {args.ttft_steps}: give 0 (no fine-tuning) or more")
+        config.finetune = dataclasses.replace(config.finetune, steps=args.ttft_steps)
     return config
 
 
 def cmd_infer(args) -> int:
-    from ..inference.run import infer
+    from ..inference import find_adapters, infer
     from ..models.default import resolve_model
     from ..models.loading import load_tokenizer
     from ..tasks import load_tasks
 
     config = load_run_config(args)
-    log_to_stderr()  # prompts left out for length
     tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks
-    model_path = resolve_model(args.model, progress=stderr)
-    report = infer(
-        tasks,
-        model_path,
-        load_tokenizer(model_path),
-        config,
-        args.output,
-        adapters_dir=args.adapters,
-        data_label=args.data,
-        overwrite=args.overwrite,
-    )
+    model_path = resolve_model(args.model)
+    find_adapters(args.adapters, tasks)  # a wrong folder fails here, before OUT/logs is written
+    with command_output(args.output, args.verbose):
+        report = infer(
+            tasks,
+            model_path,
+            load_tokenizer(model_path),
+            config,
+            args.output,
+            adapters_dir=args.adapters,
+            data_label=args.data,
+            overwrite=args.overwrite,
+        )
     print(f"{args.output}: {report.summary()}")
     return 0
 
 
 def cmd_select(args) -> int:
-    from ..inference.select import write_selected_submission
-    from ..inference.store import RunStore
+    from ..inference import RunStore, write_selected_submission
     from ..submission import score_submission
     from ..tasks import load_tasks
 
@@ -81,30 +88,27 @@ def cmd_run(args) -> int:
     from ..tasks import load_tasks
 
     config = load_run_config(args)
-    log_to_stderr()  # a line per task trained, prompts left out
-    if args.ttft_steps is not None:
-        if args.ttft_steps < 0:
-            raise ArcsubError(f"--ttft-steps {args.ttft_steps}: give 0 (no fine-tuning) or more")
-        config.finetune.steps = args.ttft_steps  # 0 is allowed here, unlike in a config file
     tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks
     if args.smallest:
         tasks = smallest_tasks(tasks, args.smallest)
-    model_path = resolve_model(args.model, progress=stderr)
+    model_path = resolve_model(args.model)
     shown = ", ".join(t.id for t in tasks[:10]) + (" ..." if len(tasks) > 10 else "")
-    stderr(f"{len(tasks)} task(s) from {args.data}: {shown}")
-    result = run_pipeline(tasks, model_path, config, args.out, data_label=args.data)
+    say(f"{len(tasks)} task(s) from {args.data}: {shown}")
+    with command_output(args.out, args.verbose):
+        result = run_pipeline(tasks, model_path, config, args.out, data_label=args.data)
     print(result.summary())
     return 0
 
 
 def add_inference_options(p) -> None:
     p.add_argument("--config", help="TOML config ([prompt], [augment], [inference], ...)")
-    p.add_argument("--backend", choices=["vllm", "transformers"])
+    p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--augmentations", dest="num_augmentations", type=int, help="step 1 prompts per test input")
     p.add_argument("--samples", dest="samples_per_prompt", type=int, help="completions per prompt")
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--no-scoring", action="store_true", help="skip step 2 (candidate scoring)")
+    add_verbose_option(p)
 
 
 def register(sub) -> None:
@@ -132,5 +136,5 @@ def register(sub) -> None:
     p.add_argument("predictions", help="folder written by `arcsub infer`")
     p.add_argument("-o", "--output", required=True, help="submission.json to write")
     p.add_argument("--challenges", help="task source (default: the one recorded in run.json)")
-    p.add_argument("--method", choices=["votes", "scores", "combined"], help="default: combined")
+    p.add_argument("--method", choices=SELECTIONS, help="default: combined")
     p.set_defaults(func=cmd_select)

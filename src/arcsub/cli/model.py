@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from .common import stderr
+from ..checks.fp16 import METHODS
+from ..models.chat_template import TEMPLATES
+from ..models.context import SCALINGS
 
 
 def cmd_model_default(args) -> int:
     from ..models.default import default_model_dir
 
-    print(default_model_dir(progress=stderr))
+    print(default_model_dir())
     return 0
 
 
 def cmd_model_inspect(args) -> int:
     from ..models.inspection import as_json, gather, markdown_table
 
-    items = gather(args.targets, candidates=args.candidates, progress=stderr)
+    items = gather(args.targets, candidates=args.candidates)
     if args.json:
         print(json.dumps(as_json(items, args.max_model_len), indent=1))
     else:
@@ -31,7 +32,7 @@ def cmd_model_extend_context(args) -> int:
     from ..models.default import resolve_model
 
     result = extend_context(
-        resolve_model(args.src, progress=stderr),
+        resolve_model(args.src),
         args.dst,
         max_len=args.max_len,
         rope_theta=args.rope_theta,
@@ -55,9 +56,7 @@ def cmd_model_add_chat_template(args) -> int:
     from ..models.chat_template import add_chat_template
     from ..models.default import resolve_model
 
-    result = add_chat_template(
-        resolve_model(args.src, progress=stderr), args.dst, template=args.template, replace=args.replace
-    )
+    result = add_chat_template(resolve_model(args.src), args.dst, template=args.template, replace=args.replace)
     changes = result.changes
     print(f"{result.destination}: {args.template} template added")
     print(
@@ -71,7 +70,7 @@ def cmd_model_add_chat_template(args) -> int:
 
 
 def cmd_model_check_fp16(args) -> int:
-    from ..models.fp16 import check_fp16
+    from ..checks import check_fp16
 
     report = check_fp16(
         args.model,
@@ -79,14 +78,14 @@ def cmd_model_check_fp16(args) -> int:
         max_tokens=args.max_tokens,
         prompts=args.prompts,
         method=args.method,
-        progress=stderr,
     )
     print("\n".join(report.lines()))
     return 1 if report.overflow else 0
 
 
 def cmd_model_check_context(args) -> int:
-    from ..models.context_check import Settings, markdown_table, run_context_check, write_outputs
+    from ..checks import Settings, run_context_check, write_outputs
+    from ..checks.context_window import markdown_table
 
     settings = Settings(
         model=args.model,
@@ -98,7 +97,7 @@ def cmd_model_check_context(args) -> int:
         learning_rate=args.learning_rate,
         lora_rank=args.lora_rank,
     )
-    report = run_context_check(settings, args.out, progress=stderr, show_bar=sys.stderr.isatty())
+    report = run_context_check(settings, args.out)
     written = write_outputs(report, args.out)
     print(markdown_table(report))
     for variant in report.variants:
@@ -115,7 +114,7 @@ def cmd_model_check_context(args) -> int:
 def cmd_model_replica(args) -> int:
     from ..models.replicas import build_replica
 
-    print(build_replica(args.name, args.dst, layers=args.layers, progress=stderr))
+    print(build_replica(args.name, args.dst, layers=args.layers))
     return 0
 
 
@@ -150,14 +149,14 @@ def register(sub) -> None:
     p.add_argument("--max-len", type=int, required=True, help="the new window in tokens")
     rope = p.add_mutually_exclusive_group()
     rope.add_argument("--rope-theta", type=float, help="new RoPE base (e.g. 4e5)")
-    rope.add_argument("--rope-scaling", choices=["linear", "dynamic", "yarn"], help="RoPE scaling instead")
+    rope.add_argument("--rope-scaling", choices=SCALINGS, help="RoPE scaling instead")
     p.add_argument("--factor", type=float, help="scaling factor (default: max-len / window)")
     p.set_defaults(func=cmd_model_extend_context)
 
     p = model.add_parser("add-chat-template", help="add a chat template, register its markers, verify, write")
     p.add_argument("src", help="model folder or 'default'")
     p.add_argument("dst", help="new folder")
-    p.add_argument("--template", default="chatml")
+    p.add_argument("--template", default="chatml", choices=sorted(TEMPLATES))
     p.add_argument("--replace", action="store_true", help="replace a template the tokenizer already has")
     p.set_defaults(func=cmd_model_add_chat_template)
 
@@ -166,7 +165,7 @@ def register(sub) -> None:
     p.add_argument("--data", default="arc1/evaluation[:10]", help="tasks whose prompts to run")
     p.add_argument("--prompts", type=int, default=3, help="how many prompts (the first that fit)")
     p.add_argument("--max-tokens", type=int, default=1024, help="longest prompt (tasks that do not fit are skipped)")
-    p.add_argument("--method", default="auto", choices=["auto", "native", "emulated"])
+    p.add_argument("--method", default="auto", choices=METHODS)
     p.set_defaults(func=cmd_model_check_fp16)
 
     p = model.add_parser("check-context", help="synthetic long-context recall vs prompt length (table + PNG)")

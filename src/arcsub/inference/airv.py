@@ -110,6 +110,14 @@ def sample_jobs(
     return jobs, skipped
 
 
+def log_left_out(what: str, reasons: Sequence[str]) -> None:
+    """One warning for the prompts a call leaves out; every reason in the log file."""
+    for reason in reasons:
+        log.debug("%s left out: %s", what, reason)
+    if reasons:
+        log.warning("%d %s(s) left out (too long), e.g. %s", len(reasons), what, reasons[0])
+
+
 def to_prediction(builder: PromptBuilder, augmentation: Augmentation, completion: Completion) -> Prediction:
     """Parse and un-augment one completion; a cut-off or unparsable answer is unanswered."""
     grid = None
@@ -131,8 +139,7 @@ def sample(
 ) -> dict[str, list[list[Prediction]]]:
     """Step 1 for ``tasks`` in one engine call: ``{task_id: [[Prediction] per test input]}``."""
     jobs, skipped = sample_jobs(tasks, builder, config, adapters, max_seq_len)
-    for reason in skipped:
-        log.warning("prompt left out: %s", reason)
+    log_left_out("prompt", skipped)
     results = {task.id: [[] for _ in task.test] for task in tasks}
     completions = backend.generate([job.request for job in jobs]) if jobs else []
     for job, outs in zip(jobs, completions, strict=True):

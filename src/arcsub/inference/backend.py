@@ -65,17 +65,3 @@ def adapter_rank(path: str | Path) -> int:
     config = json.loads((Path(path) / "adapter_config.json").read_text())
     ranks = [config.get("r", 0), *config.get("rank_pattern", {}).values()]
     return max(int(r) for r in ranks)
-
-
-def device_dtype(requested: str = "auto") -> str:
-    """The dtype to serve in: float16 on CUDA without bfloat16 (T4: compute
-    capability 7.5), bfloat16 on newer GPUs, float32 on CPU."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    from ..hardware import native_bf16
-
-    if not torch.cuda.is_available():
-        return "float32"
-    return "bfloat16" if native_bf16() else "float16"

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import InferenceConfig
-from .backend import Completion, GenerationRequest, ScoreRequest, device_dtype
+from ..console import progress_bar
+from ..hardware import device_dtype
+from .backend import Completion, GenerationRequest, ScoreRequest
 
 
 class TransformersBackend:
@@ -28,6 +30,7 @@ class TransformersBackend:
         *,
         batch_size: int = 8,
         device: str | None = None,
+        progress: bool = True,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -35,6 +38,7 @@ class TransformersBackend:
         self.config = config or InferenceConfig()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
+        self.progress = progress
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         dtype = getattr(torch, device_dtype(self.config.dtype))
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
@@ -83,13 +87,15 @@ class TransformersBackend:
         groups = defaultdict(list)
         for index, r in enumerate(requests):
             groups[(r.adapter, r.n, r.temperature, r.max_tokens, r.seed)].append(index)
-        for (adapter, n, temperature, max_tokens, seed), indices in groups.items():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                prompts = [requests[i].prompt_ids for i in chunk]
-                batch = self._generate_batch(prompts, adapter, n, temperature, max_tokens, seed)
-                for i, completions in zip(chunk, batch, strict=True):
-                    results[i] = completions
+        with progress_bar(total=len(requests), desc="sampling", unit="prompt", enabled=self.progress) as bar:
+            for (adapter, n, temperature, max_tokens, seed), indices in groups.items():
+                for start in range(0, len(indices), self.batch_size):
+                    chunk = indices[start : start + self.batch_size]
+                    prompts = [requests[i].prompt_ids for i in chunk]
+                    batch = self._generate_batch(prompts, adapter, n, temperature, max_tokens, seed)
+                    for i, completions in zip(chunk, batch, strict=True):
+                        results[i] = completions
+                    bar.update(len(chunk))
         return results
 
     def _generate_batch(self, prompts, adapter, n, temperature, max_tokens, seed) -> list[list[Completion]]:
@@ -141,11 +147,13 @@ class TransformersBackend:
         groups = defaultdict(list)
         for index, r in enumerate(requests):
             groups[r.adapter].append(index)
-        for adapter, indices in groups.items():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                for i, scores in zip(chunk, self._score_batch([requests[i] for i in chunk], adapter), strict=True):
-                    results[i] = scores
+        with progress_bar(total=len(requests), desc="scoring", unit="answer", enabled=self.progress) as bar:
+            for adapter, indices in groups.items():
+                for start in range(0, len(indices), self.batch_size):
+                    chunk = indices[start : start + self.batch_size]
+                    for i, scores in zip(chunk, self._score_batch([requests[i] for i in chunk], adapter), strict=True):
+                        results[i] = scores
+                    bar.update(len(chunk))
         return results
 
     def _score_batch(self, requests: Sequence[ScoreRequest], adapter) -> list[tuple[float, ...]]:

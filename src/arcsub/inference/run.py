@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import Config
+from ..errors import ArcsubError
+from ..models.loading import model_window
 from ..prompts import PromptBuilder
 from ..tasks import Task
 from .airv import sample
@@ -29,28 +31,48 @@ class InferenceReport:
     sampled: list[str] = field(default_factory=list)  # task ids run through step 1 now
     scored: list[str] = field(default_factory=list)  # ... and step 2
     reused: list[str] = field(default_factory=list)  # tasks whose results were on disk
+    without_adapter: list[str] = field(default_factory=list)  # trainable tasks served by the base model
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
     def summary(self) -> str:
         times = ", ".join(f"{step} {s:.1f}s" for step, s in self.seconds.items())
-        return f"sampled {len(self.sampled)} task(s), scored {len(self.scored)}, reused {len(self.reused)}" + (
-            f" ({times})" if times else ""
-        )
+        text = f"sampled {len(self.sampled)} task(s), scored {len(self.scored)}, reused {len(self.reused)}"
+        if self.without_adapter:
+            text += f", {len(self.without_adapter)} without an adapter"
+        return text + (f" ({times})" if times else "")
 
 
-def find_adapters(adapters_dir: str | Path | None, task_ids: Sequence[str]) -> dict[str, str]:
-    """Adapter folder per task: ``DIR/<task_id>/``, else ``DIR/shared/``, else ``DIR``
-    itself when it is one adapter; tasks without one run on the base model."""
+class AdaptersNotFoundError(ArcsubError):
+    pass
+
+
+def find_adapters(adapters_dir: str | Path | None, tasks: Sequence[Task]) -> tuple[dict[str, str], list[str]]:
+    """The adapter folder of each task: ``DIR/<task_id>/``, else ``DIR/shared/``, else
+    ``DIR`` itself when it is one adapter. Returns that map and the tasks that have
+    train pairs to learn from (at least 2: leave-one-out) but no adapter: they run on
+    the base model. A missing folder, or one holding no adapter at all, is an error:
+    a typo must not cost a run its fine-tuning silently."""
     if adapters_dir is None:
-        return {}
+        return {}, []
     root = Path(adapters_dir)
+    if not root.is_dir():
+        raise AdaptersNotFoundError(
+            f"{root}: adapters folder not found; give the folder that `arcsub finetune --per-task --out DIR` "
+            "wrote, or leave out --adapters to run the base model"
+        )
     found = {}
-    for task_id in task_ids:
-        for candidate in (root / task_id, root / "shared", root):
-            if (candidate / "adapter_config.json").is_file():
-                found[task_id] = str(candidate)
+    for task in tasks:
+        for folder in (root / task.id, root / "shared", root):
+            if (folder / "adapter_config.json").is_file():
+                found[task.id] = str(folder)
                 break
-    return found
+    if tasks and not found:
+        raise AdaptersNotFoundError(
+            f"{root}: holds no adapter (no adapter_config.json in it, in shared/ or in a folder per task id); "
+            "give the folder that `arcsub finetune --per-task --out DIR` wrote"
+        )
+    missing = [t.id for t in tasks if t.id not in found and len(t.train) >= 2]
+    return found, missing
 
 
 def make_backend(model_path: str | Path, config: Config, adapters: Sequence[str], *, progress: bool = True) -> Backend:
@@ -60,7 +82,7 @@ def make_backend(model_path: str | Path, config: Config, adapters: Sequence[str]
         return VLLMBackend(model_path, config.inference, adapters, progress=progress)
     from .hf_backend import TransformersBackend
 
-    return TransformersBackend(model_path, config.inference, adapters)
+    return TransformersBackend(model_path, config.inference, adapters, progress=progress)
 
 
 def _chunks(items: list, size: int):
@@ -83,23 +105,37 @@ def infer(
 ) -> InferenceReport:
     """Run step 1 (and step 2 when ``inference.scoring``) for every task not already
     done in ``out_dir``. A backend may be passed in to share one engine across calls;
-    otherwise one is started (only if there is work) and closed at the end."""
-    from .vllm_backend import model_window
-
+    otherwise one is started (only if there is work) and closed at the end. ``progress``
+    shows one bar per step (when this call starts the backend)."""
+    adapters, without_adapter = find_adapters(adapters_dir, tasks)
+    if without_adapter:
+        shown = ", ".join(without_adapter[:10]) + (" ..." if len(without_adapter) > 10 else "")
+        log.warning(
+            "%s: no adapter for %d task(s) with train pairs; the base model serves them: %s",
+            adapters_dir,
+            len(without_adapter),
+            shown,
+        )
     store = RunStore(out_dir)
     settings = step_settings(config, str(model_path), None if adapters_dir is None else str(adapters_dir))
     store.start(data_label, settings, overwrite=overwrite)
-    adapters = find_adapters(adapters_dir, [t.id for t in tasks])
     todo_sample = [t for t in tasks if not store.has("sample", t.id)]
     todo_score = [t for t in tasks if config.inference.scoring and not store.has("score", t.id)]
     busy = {t.id for t in todo_sample} | {t.id for t in todo_score}
-    report = InferenceReport(reused=[t.id for t in tasks if t.id not in busy])
+    report = InferenceReport(reused=[t.id for t in tasks if t.id not in busy], without_adapter=without_adapter)
     if not todo_sample and not todo_score:
         return report
 
     window = min(config.inference.max_model_len or model_window(model_path), config.prompt.max_seq_len)
     builder = PromptBuilder(config.prompt, tokenizer)
     own_backend = backend is None
+    if own_backend:
+        log.info(
+            "inference: starting the %s backend (%d task(s) to sample, %d to score)",
+            config.inference.backend,
+            len(todo_sample),
+            len(todo_score),
+        )
     backend = backend or make_backend(model_path, config, sorted(set(adapters.values())), progress=progress)
     per_call = config.inference.tasks_per_call
     try:

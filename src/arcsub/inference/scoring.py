@@ -11,7 +11,6 @@ used.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,10 +19,8 @@ from ..config import Config
 from ..prompts import PromptBuilder, PromptTooLong
 from ..selection import Candidate, Prediction, vote
 from ..tasks import Grid, Pair, Task
-from .airv import configured_plan
+from .airv import configured_plan, log_left_out
 from .backend import Backend, ScoreRequest
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,13 +78,14 @@ def score_candidates(
     votes and ``scores`` = {augmentation key: log-likelihood of the grid}."""
     ranked = {t.id: [vote(preds)[: config.inference.max_candidates] for preds in predictions[t.id]] for t in tasks}
     jobs: list[ScoreJob] = []
+    left_out: list[str] = []
     for task in tasks:
         task_jobs, skipped = score_jobs(
             task, ranked[task.id], builder, config, (adapters or {}).get(task.id), max_seq_len
         )
         jobs += task_jobs
-        for reason in skipped:
-            log.warning("scoring prompt left out: %s", reason)
+        left_out += skipped
+    log_left_out("scoring prompt", left_out)
     scores = backend.score([job.request for job in jobs]) if jobs else []
     for job, token_logprobs in zip(jobs, scores, strict=True):
         candidate = ranked[job.task_id][job.test_index][job.candidate]

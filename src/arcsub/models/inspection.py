@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..console import say
+from ..errors import ModelNotFoundError
 from . import config_facts as facts
-from .registry import Candidate
+from .default import DEFAULT_NAME, default_model_dir
+from .loading import read_config
+from .registry import CANDIDATES, CandidateModel, get_candidate
+from .replicas import REPLICA_FILE
 
 GIB = 1024**3
 T4_BYTES = 15 * GIB
@@ -81,7 +87,7 @@ def t4_estimate(params: int | None, config: dict[str, Any], max_model_len: int) 
 # ---------------------------------------------------------------- gathering
 
 
-def candidate_facts(candidate: Candidate) -> ModelFacts:
+def candidate_facts(candidate: CandidateModel) -> ModelFacts:
     tok = candidate.tokenizer
     return ModelFacts(
         name=candidate.name,
@@ -100,25 +106,12 @@ def candidate_facts(candidate: Candidate) -> ModelFacts:
     )
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    from ..errors import ModelNotFoundError
-
-    try:
-        return json.loads((path / "config.json").read_text())
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"{path}: no config.json; pass a Hugging Face model folder") from None
-    except ValueError as exc:
-        raise ModelNotFoundError(f"{path}/config.json: not valid JSON ({exc})") from None
-
-
 def folder_facts(path: str | os.PathLike, name: str | None = None) -> ModelFacts:
     path = Path(path)
     config = read_config(path)
     result = ModelFacts(name=name or path.name, source=str(path), config=config)
     _add_weight_facts(result, path)
     _add_tokenizer_facts(result, path)
-    from .replicas import REPLICA_FILE
-
     replica = path / REPLICA_FILE
     if replica.is_file():
         result.notes = f"random-weight replica of {json.loads(replica.read_text()).get('candidate')}"
@@ -326,17 +319,13 @@ def as_json(items: list[ModelFacts], max_model_len: int) -> list[dict[str, Any]]
     return out
 
 
-def gather(targets: list[str], *, candidates: bool = False, progress=print) -> list[ModelFacts]:
+def gather(targets: list[str], *, candidates: bool = False, notify: Callable[[str], None] = say) -> list[ModelFacts]:
     """Facts for each target: ``default``, a model folder, or a candidate name;
     ``candidates`` appends every registered candidate."""
-    from ..errors import ModelNotFoundError
-    from .default import DEFAULT_NAME, default_model_dir
-    from .registry import CANDIDATES, get_candidate
-
     items = []
     for target in targets:
         if target == DEFAULT_NAME:
-            items.append(folder_facts(default_model_dir(progress=progress), name="default"))
+            items.append(folder_facts(default_model_dir(notify=notify), name="default"))
         elif Path(target).is_dir():
             items.append(folder_facts(target))
         elif Path(target).exists():

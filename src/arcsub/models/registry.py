@@ -34,7 +34,7 @@ class TokenizerFacts:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class CandidateModel:
     name: str
     repo: str  # Hugging Face repository
     config: dict[str, Any]  # published config.json values (missing key = unknown)
@@ -81,8 +81,8 @@ _SMOL_135M = {
     "hidden_act": "silu",
 }
 
-CANDIDATES: tuple[Candidate, ...] = (
-    Candidate(
+CANDIDATES: tuple[CandidateModel, ...] = (
+    CandidateModel(
         name="AMD-Llama-135m",
         repo="amd/AMD-Llama-135m",
         config={
@@ -109,7 +109,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         vllm=True,
         notes="base model: no chat template; 2k window",
     ),
-    Candidate(
+    CandidateModel(
         name="SmolLM-135M-Instruct",
         repo="HuggingFaceTB/SmolLM-135M-Instruct",
         config={
@@ -125,7 +125,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         vllm=True,
         notes="2k window, theta 1e4: the research raised theta to 1e5 for 8k prompts",
     ),
-    Candidate(
+    CandidateModel(
         name="TinyMistral-248M",
         repo="Locutusque/TinyMistral-248M",
         config={
@@ -158,7 +158,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         vllm=True,
         notes="sliding_window 32: each token attends to the last 32 only, whatever the window says",
     ),
-    Candidate(
+    CandidateModel(
         name="OpenELM-270M",
         repo="apple/OpenELM-270M",
         config={
@@ -211,7 +211,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         vllm=False,
         notes="remote code only (OpenELMForCausalLM is not in transformers or vLLM); per-layer head counts",
     ),
-    Candidate(
+    CandidateModel(
         name="NanoLM-365M-Base",
         repo="Mxode/NanoLM-365M-Base",
         config={
@@ -233,7 +233,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         notes="trained at 4096 tokens (card); vocab size, window, theta and tying not checked",
         unknown=("vocab_size", "max_position_embeddings", "rope_theta", "tie_word_embeddings"),
     ),
-    Candidate(
+    CandidateModel(
         name="Qwen2.5-0.5B-Instruct",
         repo="Qwen/Qwen2.5-0.5B-Instruct",
         config={
@@ -266,7 +266,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         vllm=True,
         notes="the baseline to beat (2024 leaderboard 40 with TTFT)",
     ),
-    Candidate(
+    CandidateModel(
         name="SmolLM2-135M-Instruct",
         repo="HuggingFaceTB/SmolLM2-135M-Instruct",
         config={
@@ -283,7 +283,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         vllm=True,
         notes="the embedded default (`arcsub model default`)",
     ),
-    Candidate(
+    CandidateModel(
         name="SmolLM2-360M-Instruct",
         repo="HuggingFaceTB/SmolLM2-360M-Instruct",
         config={
@@ -319,7 +319,7 @@ def candidate_names() -> list[str]:
     return [c.name for c in CANDIDATES]
 
 
-def get_candidate(name: str) -> Candidate:
+def get_candidate(name: str) -> CandidateModel:
     for candidate in CANDIDATES:
         if candidate.name.lower() == name.lower():
             return candidate

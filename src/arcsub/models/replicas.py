@@ -26,12 +26,14 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
+from ..console import say
 from ..errors import ModelPreparationError
 from ..io import atomic_dir
 from .chat_template import CHATML
-from .registry import Candidate, get_candidate
+from .registry import CandidateModel, get_candidate
 from .synthetic_text import corpus
 
 REPLICA_FILE = "arcsub-replica.json"
@@ -96,16 +98,16 @@ def qwen_style_tokenizer(vocab_size: int = 800, seed: int = 0):
     return tokenizer
 
 
-def replica_tokenizer(name: str, *, progress=print):
+def replica_tokenizer(name: str, *, notify: Callable[[str], None] = say):
     style = _TOKENIZER_STYLE[name]
     if style == "smollm":
         from .loading import load_tokenizer
 
-        return load_tokenizer("default", progress=progress)
+        return load_tokenizer("default", notify=notify)
     return llama_style_tokenizer() if style == "llama2" else qwen_style_tokenizer()
 
 
-def _refuse(candidate: Candidate) -> None:
+def _refuse(candidate: CandidateModel) -> None:
     if candidate.config.get("model_type") == "openelm":
         raise ModelPreparationError(
             f"{candidate.name}: cannot be replicated here; OpenELMForCausalLM exists only as remote code "
@@ -118,7 +120,7 @@ def _refuse(candidate: Candidate) -> None:
         )
 
 
-def replica_config(candidate: Candidate, tokenizer, *, layers: int, head_width: int) -> dict:
+def replica_config(candidate: CandidateModel, tokenizer, *, layers: int, head_width: int) -> dict:
     """The candidate's config with depth and width reduced and the tokenizer's ids."""
     cfg = {k: v for k, v in candidate.config.items() if k not in ("architectures",)}
     heads = cfg["num_attention_heads"]
@@ -143,7 +145,13 @@ def replica_config(candidate: Candidate, tokenizer, *, layers: int, head_width: 
 
 
 def build_replica(
-    name: str, dst: str | os.PathLike, *, layers: int = 2, head_width: int = 16, seed: int = 0, progress=print
+    name: str,
+    dst: str | os.PathLike,
+    *,
+    layers: int = 2,
+    head_width: int = 16,
+    seed: int = 0,
+    notify: Callable[[str], None] = say,
 ) -> Path:
     """Write a random-weight replica of candidate ``name`` to ``dst`` (a new folder)."""
     import torch
@@ -154,7 +162,7 @@ def build_replica(
     dst = Path(dst)
     if dst.exists():
         raise ModelPreparationError(f"{dst}: already exists; choose a new destination folder or remove it")
-    tokenizer = replica_tokenizer(candidate.name, progress=progress)
+    tokenizer = replica_tokenizer(candidate.name, notify=notify)
     cfg = replica_config(candidate, tokenizer, layers=layers, head_width=head_width)
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     config.architectures = list(candidate.config["architectures"])

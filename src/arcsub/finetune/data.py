@@ -1,7 +1,7 @@
 """Training data for the fine-tuning engine: leave-one-out prompts from ARC tasks.
 
 ``LeaveOneOut(tasks, builder, config)`` is a callable ``(micro_step, rng) ->
-TokenizedPrompt`` for ``arcsub.finetune_loop.train_examples``. Each call picks a task
+TokenizedPrompt`` for ``arcsub.finetune.loop.train_examples``. Each call picks a task
 (uniformly, when there are several: the shared-adapter mode and offline runs), one of
 its pairs as the question and the others as the examples, draws a fresh random
 augmentation (dihedral transform, colour permutation, example order; switches from
@@ -29,10 +29,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .augment import Augmentation, random_augmentation
-from .config import Config
-from .prompts import PromptBuilder, PromptTooLong, TokenizedPrompt
-from .tasks import Pair, Task, grid_shape
+from ..augment import Augmentation, random_augmentation
+from ..config import Config
+from ..prompts import PromptBuilder, PromptTooLong, TokenizedPrompt
+from ..tasks import Pair, Task
 
 log = logging.getLogger("arcsub.finetune")
 
@@ -43,11 +43,6 @@ DRAWS_BEFORE_FALLBACK = 4
 class _Question:
     task: Task  # the others as train pairs, the question as the one test pair
     smallest: tuple[int, ...]  # train indices of the smallest prompt that fits
-
-
-def _cells(pair: Pair) -> int:
-    (hi, wi), (ho, wo) = grid_shape(pair.input), grid_shape(pair.output)
-    return hi * wi + ho * wo
 
 
 class LeaveOneOut:
@@ -93,7 +88,7 @@ class LeaveOneOut:
         for q, question in enumerate(pool):
             others = pool[:q] + pool[q + 1 :]
             loo = Task(task.id, tuple(others), (question,))
-            by_size = sorted(range(len(others)), key=lambda i: _cells(others[i]))
+            by_size = sorted(range(len(others)), key=lambda i: others[i].cells)
             keep = tuple(sorted(by_size[: self.min_pairs]))
             prompt = self.builder.build(loo, 0, Augmentation(), keep=list(keep))
             tokens = self.builder.count_tokens(prompt.text)

@@ -1,4 +1,4 @@
-"""Selection over stored results: the final 2 attempts per test input, offline.
+"""The final attempts from stored results: 2 per test input, and submission.json, offline.
 
 For each task, candidates come from the deepest step on disk (step 2's scored
 candidates, else step 1's votes), ranked by ``inference.selection``; the rule-based

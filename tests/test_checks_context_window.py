@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
+from arcsub.checks.context_prompts import SampleMaker, answer_text
+from arcsub.checks.context_window import Settings, markdown_table, run_context_check, score_sample_set, write_outputs
 from arcsub.cli import main
 from arcsub.errors import PromptError
-from arcsub.models.context_check import Settings, markdown_table, run_context_check, score_sample_set, write_outputs
-from arcsub.models.context_prompts import SampleMaker, answer_text
 
 
 def test_samples_fit_their_targets_and_share_their_beginning(default_tokenizer):
@@ -93,7 +93,7 @@ def test_run_with_theta_copy_and_finetuning_then_resume(replica, tmp_path):
         lora_rank=4,
     )
     out = tmp_path / "run"
-    report = run_context_check(settings, out, show_bar=False)
+    report = run_context_check(settings, out, progress=False)
     assert [v.label for v in report.variants] == ["as given", "theta 400000, window 8192"]
     assert report.variants[1].rope == "theta 400000"
     assert set(report.phases()) == {
@@ -114,7 +114,7 @@ def test_run_with_theta_copy_and_finetuning_then_resume(replica, tmp_path):
     assert json.loads(lines[0])["settings"]["compare_rope_theta"] == 4e5 and len(lines) == 1 + 16
     assert not list(out.glob(".variants.*"))  # the theta copy is gone
 
-    again = run_context_check(settings, out, show_bar=False)  # everything on disk: nothing re-run
+    again = run_context_check(settings, out, progress=False)  # everything on disk: nothing re-run
     assert again.train_notes == [] and len((out / "results.jsonl").read_text().splitlines()) == 17
     assert not (out / "results.jsonl.old").exists()
     assert markdown_table(again) == markdown_table(report)

@@ -2,7 +2,7 @@
 
 One adapter (or, with ``finetune.method = "full"``, the whole model) trained on the
 leave-one-out prompts of every task in a dataset, with the engine's loop
-(``arcsub.finetune_loop.train_examples``): this is how a submission model is made.
+(``arcsub.finetune.loop.train_examples``): this is how a submission model is made.
 
 Layout of ``DIR``::
 
@@ -36,10 +36,18 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import Config, save_config
-from .errors import FinetuneError
-from .finetune_loop import TrainingState, TrainResult, train_examples
-from .io import atomic_dir, write_json_atomic
+from ..config import Config, save_config
+from ..errors import FinetuneError
+from ..io import atomic_dir, write_json_atomic
+from ..models.default import resolve_model
+from ..prompts import PromptBuilder
+from ..tasks import load_tasks
+from .adapters import save_adapter, save_merged
+from .data import LeaveOneOut
+from .loop import TrainingState, train_examples
+from .model import load_for_training
+from .result import TrainResult
+from .ttft import check_window, steps_to_train
 
 log = logging.getLogger("arcsub.finetune")
 
@@ -66,8 +74,6 @@ def save_checkpoint(state: TrainingState, out_dir: Path, config: Config, keep: i
     """Write ``checkpoints/step-NNNNNN`` atomically and prune all but the last ``keep``."""
     import torch
 
-    from .finetune import save_adapter
-
     target = out_dir / "checkpoints" / f"step-{state.result.steps:06d}"
     with atomic_dir(target) as tmp:
         with open(tmp / STATE_FILE, "wb") as handle:
@@ -93,6 +99,7 @@ def run_offline(
     max_steps: int | None = None,
     deadline: float | None = None,
     skip_invalid: bool = False,
+    progress: bool = True,
 ) -> TrainResult:
     """Train on every task of ``data`` into ``out_dir`` (layout in the module docstring).
 
@@ -100,12 +107,6 @@ def run_offline(
     one, see ``read_run``). Without it, ``out_dir`` must not hold checkpoints."""
     import torch
     from accelerate import Accelerator
-
-    from .finetune import check_window, load_for_training, save_adapter, save_merged
-    from .finetune_data import LeaveOneOut
-    from .models.default import resolve_model
-    from .prompts import PromptBuilder
-    from .tasks import load_tasks
 
     out = Path(out_dir)
     found = checkpoints(out)
@@ -117,7 +118,7 @@ def run_offline(
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     ft = config.finetune
-    total = ft.steps if max_steps is None else max_steps
+    total = steps_to_train(config, max_steps)
     # A bad source or model fails before anything is written.
     tasks = load_tasks(data, skip_invalid=skip_invalid).tasks
     resolve_model(model)
@@ -168,6 +169,7 @@ def run_offline(
         accelerator=accelerator,
         resume_state=resume_state,
         on_step=on_step,
+        progress=progress,
     )
     if accelerator.num_processes > 1:
         tokens = torch.tensor([float(result.tokens)], device=accelerator.device)
@@ -179,7 +181,7 @@ def run_offline(
         save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
         if ft.merge and ft.method == "lora":
             save_merged(net, tokenizer, out / "merged")
-        log.info("%s", result.summary())
+        log.debug("%s", result.summary())  # the command prints it
         log.info("weights: %s", final)
     accelerator.wait_for_everyone()
     return result

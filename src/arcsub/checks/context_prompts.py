@@ -19,8 +19,8 @@ import random
 from dataclasses import dataclass, replace
 
 from ..errors import PromptError
+from ..models.synthetic_text import distraction_chunk
 from ..prompts import IGNORE_INDEX, Prompt, PromptBuilder, TokenizedPrompt
-from .synthetic_text import distraction_chunk
 
 KEY_DIGITS = 4
 

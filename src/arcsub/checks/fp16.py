@@ -24,12 +24,19 @@ The report says which method ran and why.
 from __future__ import annotations
 
 import copy
-import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .inspection import FP16_MAX
+from ..config import PromptConfig
+from ..console import progress_bar, say
+from ..errors import ConfigError, ModelPreparationError
+from ..models.default import resolve_model
+from ..models.inspection import FP16_MAX
+from ..models.loading import load_tokenizer
+from ..prompts import PromptBuilder, PromptTooLong
+from ..tasks import load_tasks
 
 METHODS = ("auto", "native", "emulated")
 SLOWDOWN_LIMIT = 4.0  # native CPU fp16 slower than this × fp32: emulate instead
@@ -154,10 +161,6 @@ def choose_method(model, half, requested: str, device: str, vocab: int) -> tuple
 
 def arc_prompt_ids(tokenizer, source: str, max_tokens: int, limit: int) -> list[list[int]]:
     """Token ids of up to ``limit`` ARC prompts with their answers, fitted to ``max_tokens``."""
-    from ..config import PromptConfig
-    from ..prompts import PromptBuilder, PromptTooLong
-    from ..tasks import load_tasks
-
     builder = PromptBuilder(PromptConfig(max_seq_len=max_tokens), tokenizer)
     ids = []
     for task in load_tasks(source).tasks:
@@ -177,19 +180,15 @@ def check_fp16(
     max_tokens: int = 1024,
     prompts: int = 3,
     method: str = "auto",
-    progress=print,
+    notify: Callable[[str], None] = say,
+    progress: bool = True,
 ) -> Fp16Report:
     """Run up to ``prompts`` ARC prompts from ``source`` in fp32 and fp16; see the module docstring."""
     import torch
-    from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
-    from ..errors import ConfigError, ModelPreparationError
-    from .default import resolve_model
-    from .loading import load_tokenizer
-
-    model_path = resolve_model(model_path, progress=progress)
-    tokenizer = load_tokenizer(model_path, progress=progress)
+    model_path = resolve_model(model_path, notify=notify)
+    tokenizer = load_tokenizer(model_path, notify=notify)
     prompt_ids = arc_prompt_ids(tokenizer, source, max_tokens, prompts)
     if not prompt_ids:
         raise ModelPreparationError(f"{source}: no task fits {max_tokens} tokens; raise --max-tokens")
@@ -208,7 +207,8 @@ def check_fp16(
 
     activations = _ActivationRange()
     nonfinite, worst, total_diff, agree, positions = 0, 0.0, 0.0, 0, 0
-    for ids in tqdm(prompt_ids, desc=f"check-fp16 ({method})", unit="prompt", disable=not sys.stderr.isatty()):
+    bar = progress_bar(total=len(prompt_ids), desc=f"check-fp16 ({method})", unit="prompt", enabled=progress)
+    for ids in prompt_ids:
         batch = torch.tensor([ids], device=device)
         with torch.inference_mode():
             with _hooks(reference, activations):
@@ -226,6 +226,8 @@ def check_fp16(
             total_diff += float(diff.sum())
         agree += int((got.argmax(-1) == want.argmax(-1)).sum())
         positions += len(ids)
+        bar.update(1)
+    bar.close()
     return Fp16Report(
         method=method,
         reason=reason,

@@ -1,6 +1,6 @@
 """``arcsub model check-context``: can the model use its whole context window?
 
-For K samples (:mod:`arcsub.models.context_prompts`: a key at the very beginning,
+For K samples (:mod:`arcsub.checks.context_prompts`: a key at the very beginning,
 distraction up to a target length, the question at the end) and each target length,
 score whether greedy decoding would answer exactly the key. Scoring is one
 teacher-forced forward pass over the answer "The key is NNNN.": greedy decoding
@@ -31,10 +31,20 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config_facts as facts
+from ..config import FinetuneConfig
+from ..console import progress_bar, say
+from ..errors import ConfigError
+from ..finetune import attach_lora, train_examples
+from ..hardware import device_dtype
+from ..io import write_text_atomic
+from ..models import config_facts as facts
+from ..models.context import extend_context
+from ..models.default import resolve_model
+from ..models.loading import load_tokenizer, model_window, read_config
 from .context_prompts import ContextSample, SampleMaker
 
 
@@ -50,8 +60,6 @@ class Settings:
     lora_rank: int = 16
 
     def __post_init__(self):
-        from ..errors import ConfigError
-
         if not self.lengths or min(self.lengths) < 16:
             raise ConfigError(f"--lengths {list(self.lengths)}: give token counts of at least 16")
         if self.samples < 1:
@@ -203,8 +211,6 @@ def _load_model(path: Path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ..inference.backend import device_dtype
-
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, device_dtype()), attn_implementation="sdpa")
     return (model.cuda() if torch.cuda.is_available() else model).eval()
 
@@ -234,9 +240,6 @@ def _score_phase(model, variant, phase, eval_sets, store, bar) -> None:
 
 def _finetune(model, maker: SampleMaker, settings: Settings, longest: int):
     """LoRA on fresh samples at the longest length, through the fine-tuning engine."""
-    from ..config import FinetuneConfig
-    from ..finetune import attach_lora, train_examples
-
     config = FinetuneConfig(
         steps=settings.finetune_steps,
         learning_rate=settings.learning_rate,
@@ -244,30 +247,28 @@ def _finetune(model, maker: SampleMaker, settings: Settings, longest: int):
         lora_alpha=float(settings.lora_rank),
         warmup_steps=min(10, max(1, settings.finetune_steps // 10)),
         seed=settings.seed,
-        progress=False,
     )
 
     def example(step: int, rng: random.Random):
         return maker.make(rng, [longest], f"train{step}")[0].tokens
 
     peft_model = attach_lora(model, config)
-    result = train_examples(peft_model, example, config, max_steps=settings.finetune_steps)
+    result = train_examples(peft_model, example, config, max_steps=settings.finetune_steps, progress=False)
     return peft_model, result
 
 
-def run_context_check(settings: Settings, out_dir: str | os.PathLike, *, progress=print, show_bar: bool = True):
-    from tqdm import tqdm
-
-    from .context import extend_context
-    from .default import resolve_model
-    from .inspection import read_config
-    from .loading import load_tokenizer
-
+def run_context_check(
+    settings: Settings,
+    out_dir: str | os.PathLike,
+    *,
+    notify: Callable[[str], None] = say,
+    progress: bool = True,
+) -> ContextReport:
     out_dir = Path(out_dir)
-    path = resolve_model(settings.model, progress=progress)
+    path = resolve_model(settings.model, notify=notify)
     cfg = read_config(path)
-    window = facts.context_window(cfg) or 0
-    tokenizer = load_tokenizer(path, progress=progress)
+    window = model_window(cfg)
+    tokenizer = load_tokenizer(path, notify=notify)
     maker = SampleMaker(tokenizer)
     lengths = sorted(settings.lengths)
     eval_sets = [
@@ -285,7 +286,7 @@ def run_context_check(settings: Settings, out_dir: str | os.PathLike, *, progres
             report.variants.append(Variant(label, copy.destination, target, rope, temporary=True))
         phases_per_variant = 2 if settings.finetune_steps else 1
         total = len(report.variants) * phases_per_variant * len(eval_sets)
-        with tqdm(total=total, desc="check-context", unit="sample", disable=not show_bar) as bar:
+        with progress_bar(total=total, desc="check-context", unit="sample", enabled=progress) as bar:
             for variant in report.variants:
                 started = time.perf_counter()
                 phases = ["before"] + ([f"after {settings.finetune_steps} steps"] if settings.finetune_steps else [])
@@ -374,8 +375,6 @@ def plot(report: ContextReport, path: Path) -> Path:
 
 
 def write_outputs(report: ContextReport, out_dir: str | os.PathLike) -> dict[str, Path]:
-    from ..io import write_text_atomic
-
     out_dir = Path(out_dir)
     table = markdown_table(report)
     written = {"table": write_text_atomic(out_dir / "table.md", table + "\n")}

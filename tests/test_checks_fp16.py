@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from arcsub.checks.fp16 import check_fp16
 from arcsub.cli import main
-from arcsub.models.fp16 import check_fp16
 
 # Two of these tasks fit 200 tokens (with their answers): the real model runs in seconds.
 SMALL_TASKS = "arc1/evaluation[:40]"
