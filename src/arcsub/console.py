@@ -149,6 +149,8 @@ def engine_output_to(log_path: str | os.PathLike) -> Iterator[Path]:
     debug included, go to the file too. Everything is put back on exit."""
     path = Path(log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    file_lines = logging.FileHandler(path, encoding="utf-8")  # first: a bad path fails before anything changes
+    file_lines.setFormatter(logging.Formatter(LOG_FORMAT))
     logger = logging.getLogger(LOGGER)
     consoles = _console_handlers()
     added = None
@@ -162,8 +164,6 @@ def engine_output_to(log_path: str | os.PathLike) -> Iterator[Path]:
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     screen = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
     previous = [(h, h.target) for h in consoles]
-    file_lines = logging.FileHandler(path, encoding="utf-8")
-    file_lines.setFormatter(logging.Formatter(LOG_FORMAT))
     old_level = logger.level
     try:
         with open(path, "ab") as log_file:
