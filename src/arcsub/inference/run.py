@@ -20,8 +20,10 @@ from ..prompts import PromptBuilder
 from ..tasks import Task
 from .airv import sample
 from .backend import Backend
+from .hf_backend import TransformersBackend
 from .scoring import score_candidates
 from .store import RunStore, step_settings
+from .vllm_backend import VLLMBackend
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,7 @@ def find_adapters(adapters_dir: str | Path | None, tasks: Sequence[Task]) -> tup
 
 def make_backend(model_path: str | Path, config: Config, adapters: Sequence[str], *, progress: bool = True) -> Backend:
     if config.inference.backend == "vllm":
-        from .vllm_backend import VLLMBackend
-
         return VLLMBackend(model_path, config.inference, adapters, progress=progress)
-    from .hf_backend import TransformersBackend
-
     return TransformersBackend(model_path, config.inference, adapters, progress=progress)
 
 
