@@ -207,27 +207,26 @@ def check_fp16(
 
     activations = _ActivationRange()
     nonfinite, worst, total_diff, agree, positions = 0, 0.0, 0.0, 0, 0
-    bar = progress_bar(total=len(prompt_ids), desc=f"check-fp16 ({method})", unit="prompt", enabled=progress)
-    for ids in prompt_ids:
-        batch = torch.tensor([ids], device=device)
-        with torch.inference_mode():
-            with _hooks(reference, activations):
-                want = reference(batch).logits.float()
-            if rounding is None:
-                got = candidate(batch).logits.float()
-            else:
-                with _hooks(candidate, rounding):
+    with progress_bar(total=len(prompt_ids), desc=f"check-fp16 ({method})", unit="prompt", enabled=progress) as bar:
+        for ids in prompt_ids:
+            batch = torch.tensor([ids], device=device)
+            with torch.inference_mode():
+                with _hooks(reference, activations):
+                    want = reference(batch).logits.float()
+                if rounding is None:
                     got = candidate(batch).logits.float()
-        finite = torch.isfinite(got)
-        nonfinite += int((~finite).sum())
-        diff = (got - want).abs()[finite]
-        if diff.numel():
-            worst = max(worst, float(diff.max()))
-            total_diff += float(diff.sum())
-        agree += int((got.argmax(-1) == want.argmax(-1)).sum())
-        positions += len(ids)
-        bar.update(1)
-    bar.close()
+                else:
+                    with _hooks(candidate, rounding):
+                        got = candidate(batch).logits.float()
+            finite = torch.isfinite(got)
+            nonfinite += int((~finite).sum())
+            diff = (got - want).abs()[finite]
+            if diff.numel():
+                worst = max(worst, float(diff.max()))
+                total_diff += float(diff.sum())
+            agree += int((got.argmax(-1) == want.argmax(-1)).sum())
+            positions += len(ids)
+            bar.update(1)
     return Fp16Report(
         method=method,
         reason=reason,

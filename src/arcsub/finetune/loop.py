@@ -142,12 +142,13 @@ def train_examples(
 class TrainingState:
     """The live pieces of a run; ``state_dict``/``load_state_dict`` make checkpoints."""
 
-    def __init__(self, model, named_params, optimizer, scheduler, scaler, precision: Precision, result, accelerator):
+    def __init__(
+        self, model, named_params, optimizer, scheduler, scaler, precision: Precision, result, accelerator, device
+    ):
         self.model = model  # unwrapped (a PeftModel or the full model)
         self.named_params = named_params
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
-        self.precision, self.result, self.accelerator = precision, result, accelerator
-        self.device = accelerator.device if accelerator is not None else model_device(model)
+        self.precision, self.result, self.accelerator, self.device = precision, result, accelerator, device
         self.forward_model = accelerator.prepare_model(model) if accelerator is not None else model
         self.keep_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
 
@@ -174,7 +175,7 @@ class TrainingState:
         scheduler = make_scheduler(optimizer, config, total)
         scaler = torch.amp.GradScaler(device.type) if precision.uses_scaler else None
         result = TrainResult(label=label, precision=precision.name, total_steps=total)
-        state = cls(model, named_params, optimizer, scheduler, scaler, precision, result, accelerator)
+        state = cls(model, named_params, optimizer, scheduler, scaler, precision, result, accelerator, device)
         if resume_state is not None:
             state.load_state_dict(resume_state)
         return state
