@@ -22,19 +22,24 @@ def _unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def save_adapter(model, out_dir: str | os.PathLike, *, tokenizer=None, result: TrainResult | None = None) -> Path:
+def save_adapter(
+    model, out_dir: str | os.PathLike, *, tokenizer=None, result: TrainResult | None = None, half: bool = False
+) -> Path:
     """Save the trained weights to ``out_dir``, atomically (temp folder, rename).
 
     LoRA: a peft adapter folder (``adapter_config.json``, ``adapter_model.safetensors``)
     that ``PeftModel.from_pretrained`` and vLLM's ``LoRARequest(name, id, out_dir)``
     load. Full fine-tuning: a Hugging Face model folder (pass the tokenizer to save it
-    beside). ``result`` is written as ``train_result.json``."""
+    beside). ``result`` is written as ``train_result.json``. ``half`` stores a LoRA
+    adapter's weights in fp16 (half the size; vLLM casts them to the model's dtype)."""
     model = _unwrap(model)
     target = Path(out_dir)
     with atomic_dir(target) as tmp:
         if hasattr(model, "peft_config"):
             # Embeddings are never trained here; "auto" could copy them into the adapter.
             model.save_pretrained(tmp, save_embedding_layers=False)
+            if half:
+                _to_half(tmp / "adapter_model.safetensors")
         else:
             model.save_pretrained(tmp)
         if tokenizer is not None:
@@ -42,6 +47,13 @@ def save_adapter(model, out_dir: str | os.PathLike, *, tokenizer=None, result: T
         if result is not None:
             write_json_atomic(tmp / RESULT_FILE, result.to_dict(), indent=1)
     return target
+
+
+def _to_half(weights: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(weights).items()}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, weights, metadata={"format": "pt"})
 
 
 def save_merged(model, tokenizer, out_dir: str | os.PathLike) -> Path:

@@ -57,6 +57,12 @@ class Backend(Protocol):
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[tuple[float, ...]]: ...
 
+    def add_adapter(self, path: str) -> None:
+        """Declare an adapter made after the backend started (the kernel trains one per task)."""
+
+    def release_adapter(self, path: str) -> None:
+        """Forget an adapter no later request will use (frees its memory)."""
+
     def close(self) -> None: ...
 
 

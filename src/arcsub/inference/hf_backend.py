@@ -52,13 +52,27 @@ class TransformersBackend:
     def _load_adapter(self, model, path: str):
         from peft import PeftModel
 
-        name = f"adapter-{len(self.adapter_names) + 1}"
+        self.loaded = getattr(self, "loaded", 0) + 1
+        name = f"adapter-{self.loaded}"
         if not self.adapter_names:
             model = PeftModel.from_pretrained(model, path, adapter_name=name)
         else:
             model.load_adapter(path, adapter_name=name)
         self.adapter_names[path] = name
         return model.eval()
+
+    def add_adapter(self, path: str) -> None:
+        if str(Path(path)) not in self.adapter_names:
+            self.model = self._load_adapter(self.model, str(Path(path)))
+
+    def release_adapter(self, path: str) -> None:
+        name = self.adapter_names.get(str(Path(path)))
+        others = [n for n in self.adapter_names.values() if n != name]
+        if name is None or not others:
+            return  # peft keeps at least one adapter on a PeftModel; one unused one is cheap
+        self.model.set_adapter(others[0])
+        self.model.delete_adapter(name)
+        del self.adapter_names[str(Path(path))]
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id

@@ -34,6 +34,7 @@ class InferenceReport:
     scored: list[str] = field(default_factory=list)  # ... and step 2
     reused: list[str] = field(default_factory=list)  # tasks whose results were on disk
     without_adapter: list[str] = field(default_factory=list)  # trainable tasks served by the base model
+    cut: list[str] = field(default_factory=list)  # tasks whose step 1 or 2 the deadline left out
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
     def summary(self) -> str:
@@ -41,6 +42,8 @@ class InferenceReport:
         text = f"sampled {len(self.sampled)} task(s), scored {len(self.scored)}, reused {len(self.reused)}"
         if self.without_adapter:
             text += f", {len(self.without_adapter)} without an adapter"
+        if self.cut:
+            text += f", {len(self.cut)} cut by the deadline"
         return text + (f" ({times})" if times else "")
 
 
@@ -77,10 +80,20 @@ def find_adapters(adapters_dir: str | Path | None, tasks: Sequence[Task]) -> tup
     return found, missing
 
 
-def make_backend(model_path: str | Path, config: Config, adapters: Sequence[str], *, progress: bool = True) -> Backend:
+def make_backend(
+    model_path: str | Path,
+    config: Config,
+    adapters: Sequence[str],
+    *,
+    lora_rank: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> Backend:
+    """The configured backend. ``lora_rank`` lets vLLM serve adapters declared later
+    (``add_adapter``); ``device`` places the transformers backend."""
     if config.inference.backend == "vllm":
-        return VLLMBackend(model_path, config.inference, adapters, progress=progress)
-    return TransformersBackend(model_path, config.inference, adapters, progress=progress)
+        return VLLMBackend(model_path, config.inference, adapters, lora_rank=lora_rank, progress=progress)
+    return TransformersBackend(model_path, config.inference, adapters, device=device, progress=progress)
 
 
 def _chunks(items: list, size: int):
@@ -99,12 +112,19 @@ def infer(
     backend: Backend | None = None,
     data_label: str = "",
     overwrite: bool = False,
+    deadline: float | None = None,
     progress: bool = True,
 ) -> InferenceReport:
     """Run step 1 (and step 2 when ``inference.scoring``) for every task not already
     done in ``out_dir``. A backend may be passed in to share one engine across calls;
     otherwise one is started (only if there is work) and closed at the end. ``progress``
-    shows one bar per step (when this call starts the backend)."""
+    shows one bar per step (when this call starts the backend).
+
+    ``deadline`` (a ``time.time()`` value) is checked before every engine call: no call
+    starts that is expected to end after it (a call is expected to take as long as the
+    longest one so far in its step; scoring, before its first call, as long as sampling
+    took per call). What the deadline leaves out is listed in ``report.cut``; selection
+    then works from step 1, or from the fallback."""
     adapters, without_adapter = find_adapters(adapters_dir, tasks)
     if without_adapter:
         shown = ", ".join(without_adapter[:10]) + (" ..." if len(without_adapter) > 10 else "")
@@ -136,21 +156,38 @@ def infer(
         )
     backend = backend or make_backend(model_path, config, sorted(set(adapters.values())), progress=progress)
     per_call = config.inference.tasks_per_call
+    longest_call = 0.0
+
+    def no_time_for(chunk) -> bool:
+        if deadline is None or time.time() + longest_call <= deadline:
+            return False
+        report.cut += [t.id for t in chunk if t.id not in report.cut]
+        return True
+
     try:
         start = time.time()
         for chunk in _chunks(todo_sample, per_call):
+            if no_time_for(chunk):
+                continue
+            call_start = time.time()
             for task_id, predictions in sample(chunk, backend, builder, config, adapters, window).items():
                 store.save_sample(task_id, predictions)
                 report.sampled.append(task_id)
+            longest_call = max(longest_call, time.time() - call_start)
         report.seconds["sample"] = time.time() - start
         start = time.time()
         for chunk in _chunks(todo_score, per_call):
+            chunk = [t for t in chunk if store.has("sample", t.id)]
+            if not chunk or no_time_for(chunk):
+                continue
+            call_start = time.time()
             predictions = {t.id: store.load_sample(t.id) for t in chunk}
             for task_id, ranked in score_candidates(
                 chunk, predictions, backend, builder, config, adapters, window
             ).items():
                 store.save_scores(task_id, ranked)
                 report.scored.append(task_id)
+            longest_call = max(longest_call, time.time() - call_start)
         if todo_score:
             report.seconds["score"] = time.time() - start
     finally:

