@@ -174,11 +174,38 @@ class InferenceConfig:
 
 
 @dataclass
+class KernelConfig:
+    """How the Kaggle kernel (arcsub.kernel) spends its budget. Each task gets a slice
+    of the time left, in proportion to its size; within it, test-time fine-tuning takes
+    what measured inference leaves, and its step count is sized from measured step
+    time, so the learning-rate schedule ends before the task's deadline."""
+
+    train_share: float = 0.6  # of a task's slice, before any inference has been measured
+    min_steps: int = 4  # fewer affordable steps than this: no fine-tuning for the task
+    max_steps: int = 2000  # cap on the steps a slice may buy (finetune.steps = 0: none at all)
+    min_augmentations: int = 2  # step 1 never drops below this many prompts per test input
+    grace_s: float = 60.0  # a worker past its task's deadline by this much is killed
+    smoke_tasks: int = 4  # placeholder test file: the full path on this many smallest tasks
+    smoke_budget_s: float = 1800.0  # ... within this many seconds; the rest keep the fallback
+
+    def __post_init__(self):
+        if not 0 < self.train_share < 1:
+            raise ConfigError(f"kernel.train_share = {self.train_share}; use a share in (0, 1)")
+        for key in ("min_steps", "max_steps", "min_augmentations", "smoke_tasks"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"kernel.{key} = {getattr(self, key)}; it must be at least 1")
+        for key in ("grace_s", "smoke_budget_s"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"kernel.{key} = {getattr(self, key)}; it must be positive")
+
+
+@dataclass
 class Config:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
 
 
 def _build(cls: type, values: dict[str, Any], where: str):

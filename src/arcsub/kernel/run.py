@@ -1,0 +1,222 @@
+"""``run_kernel``: the whole Kaggle run, from the input root to ``submission.json``.
+
+    1. read the test tasks and write the fallback submission (rule-based, no model);
+    2. take the results a previous run of the kernel left (resume);
+    3. choose the profile (``ARCSUB_PROFILE``, else the one for the competition found,
+       else the default) and the mode: the smoke configuration on the public
+       placeholder file, the full one on the hidden set;
+    4. plan the budget and run the workers (``supervisor.py``), merging results as
+       they arrive;
+    5. write the run report.
+
+Paths: ``working`` is the saved output (``/kaggle/working``: submission, results,
+report, logs), ``temp`` the scratch space (``/kaggle/temp``: adapters, predictions,
+worker logs until the end). The simulator's overrides come in the environment:
+``ARCSUB_PROFILE``, ``ARCSUB_BUDGET_S``, ``ARCSUB_WORKERS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..config import Config, load_config, save_config
+from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
+from ..errors import ArcsubError
+from ..tasks import Task, load_tasks
+from .inputs import find_inputs, is_placeholder
+from .plan import Budget
+from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile_for_slug
+from .report import build_report, nvidia_smi, write_report
+from .results import SubmissionBook
+from .spec import WorkerSpec
+from .supervisor import Supervisor, WorkerSlot
+
+log = logging.getLogger("arcsub.kernel")
+
+LOG_TAIL_BYTES = 2 << 20  # of each worker log copied into the saved output
+
+
+class KernelError(ArcsubError):
+    pass
+
+
+def choose_profile(environ: Mapping[str, str], competition_dir: Path) -> CompetitionProfile:
+    if environ.get("ARCSUB_PROFILE"):
+        return load_profile(environ["ARCSUB_PROFILE"])
+    for folder in (competition_dir, *competition_dir.parents):
+        found = profile_for_slug(folder.name)
+        if found is not None:
+            return found
+    return load_profile(DEFAULT_PROFILE)
+
+
+def fit_to_machine(config: Config, profile: CompetitionProfile) -> Config:
+    """The settings the profile's machine decides: the engine's memory share beside
+    training, eager mode on small cards (CUDA graphs cost memory), one task per call."""
+    machine = profile.machine
+    if config.finetune.method != "lora":
+        raise KernelError("finetune.method = 'full' cannot run in the kernel (one adapter per task); use lora")
+    inference = dataclasses.replace(config.inference, tasks_per_call=1)
+    if machine.accelerator == "cuda":
+        inference = dataclasses.replace(
+            inference,
+            gpu_memory_utilization=profile.plan.vllm_memory_share,
+            enforce_eager=inference.enforce_eager or machine.gpu_memory_gb < 20,
+        )
+    elif inference.kv_cache_gib is None:
+        inference = dataclasses.replace(inference, kv_cache_gib=1.0)
+    return dataclasses.replace(config, inference=inference)
+
+
+def smallest(tasks: list[Task], count: int) -> list[Task]:
+    return sorted(tasks, key=lambda t: (t.cells, t.id))[:count]
+
+
+def worker_slots(count: int, device: str, spec: dict, temp: Path, environ: Mapping[str, str]) -> list[WorkerSlot]:
+    """One slot per GPU (``CUDA_VISIBLE_DEVICES``), or per equal share of the cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    slots = []
+    for index in range(count):
+        env = dict(environ)
+        env["VLLM_WORKER_MULTIPROC_METHOD"] = "spawn"
+        own_cores: list[int] = []
+        if device == "cuda":
+            env["CUDA_VISIBLE_DEVICES"] = str(index)
+        else:
+            share = max(1, len(cores) // count)
+            own_cores = cores[index * share : (index + 1) * share] or cores[-share:]
+            env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, own_cores))
+            env["OMP_NUM_THREADS"] = str(len(own_cores))
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        spec_path = temp / f"worker-{index}.json"
+        spec_path.write_text(
+            json.dumps(dataclasses.asdict(WorkerSpec(index=index, device=device, cores=own_cores, **spec)))
+        )
+        slots.append(WorkerSlot(index, env, spec_path, temp / "logs" / f"worker-{index}.log"))
+    return slots
+
+
+def copy_logs(temp_logs: Path, working_logs: Path) -> None:
+    """The tail of each worker log into the saved output, space permitting."""
+    for path in sorted(temp_logs.glob("*.log")):
+        try:
+            working_logs.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as source:
+                source.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+                (working_logs / path.name).write_bytes(source.read())
+        except OSError as exc:
+            log.warning("%s: not copied to %s (%s)", path.name, working_logs, exc)
+            return
+
+
+def run_kernel(
+    input_root: str | os.PathLike = "/kaggle/input",
+    working_root: str | os.PathLike = "/kaggle/working",
+    temp_root: str | os.PathLike = "/kaggle/temp",
+    *,
+    environ: Mapping[str, str] = os.environ,
+    started: float | None = None,
+) -> dict:
+    """The run (see the module docstring); returns the report. ``started``: when the
+    kernel process began (its budget counts from then)."""
+    start = started or time.time()
+    working, temp = Path(working_root), Path(temp_root) / "arcsub"
+    working.mkdir(parents=True, exist_ok=True)
+    inputs = find_inputs(input_root)
+    tasks = load_tasks(str(inputs.test_file)).tasks
+    book = SubmissionBook(tasks, working / "submission.json", working / "arcsub" / "results")
+    book.write_fallback()
+    log.info("fallback submission written for %d task(s) (%.1fs after start)", len(tasks), time.time() - start)
+    resumed = book.resume()
+    if resumed:
+        log.info("resuming: %d task(s) already done by an earlier run", len(resumed))
+
+    profile = choose_profile(environ, inputs.competition_dir)
+    config = fit_to_machine(load_config(inputs.config_file), profile)
+    limit = float(environ.get("ARCSUB_BUDGET_S") or profile.time_limit_s)
+    todo = [t for t in tasks if t.id not in set(resumed)]
+    mode = "full"
+    if is_placeholder({t.id for t in tasks}, inputs.competition_dir, environ):
+        mode = "smoke"
+        todo = [t for t in smallest(tasks, config.kernel.smoke_tasks) if t.id not in set(resumed)]
+        limit = min(limit, config.kernel.smoke_budget_s)
+    budget = Budget(start, limit, profile.plan.safety_margin_s)
+    for line in inputs.describe():
+        log.info("%s", line)
+    log.info("%s; %s run: %d task(s) to do, planned to end %.0fs after start",
+             profile.summary(), mode, len(todo), budget.deadline - start)  # fmt: skip
+
+    gpus = nvidia_smi()
+    device = profile.machine.accelerator
+    workers = int(environ.get("ARCSUB_WORKERS") or profile.machine.worker_count)
+    if device == "cuda":
+        if not gpus:
+            raise KernelError(
+                f"profile {profile.name} runs on {profile.machine.gpus}x {profile.machine.gpu_name}, "
+                "but nvidia-smi finds no GPU: attach the accelerator, or choose a CPU profile (local-cpu)"
+            )
+        if len(gpus) < workers:
+            log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
+            workers = len(gpus)
+    if inputs.model_dir is None:
+        raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
+
+    temp.mkdir(parents=True, exist_ok=True)
+    (temp / "logs").mkdir(exist_ok=True)
+    config_path = save_config(config, temp / "config.toml")
+    try:
+        save_config(config, working / "arcsub" / "config.toml")
+    except OSError:
+        pass
+    spec = {
+        "test_file": str(inputs.test_file),
+        "model_dir": str(inputs.model_dir),
+        "config_file": str(config_path),
+        "results_dir": str(working / "arcsub" / "results"),
+        "predictions_dir": str(temp / "predictions"),
+        "adapters_dir": str(temp / "adapters"),
+    }
+    record = None
+    try:
+        supervisor = Supervisor(todo, book, budget, config.kernel, worker_slots(workers, device, spec, temp, environ))
+        record = supervisor.run()
+    finally:
+        copy_logs(temp / "logs", working / "logs")
+    report = build_report(
+        mode=mode, profile=profile, budget=budget, record=record, sources=book.sources,
+        tasks_total=len(tasks), resumed=resumed, gpus=gpus, submission_saved=not book.unsaved,
+    )  # fmt: skip
+    for line in write_report(report, working):
+        log.info("%s", line)
+    return report
+
+
+def kernel_main(input_root: str, working_root: str, temp_root: str, *, started: float | None = None) -> int:
+    """What ``kernel/main.py`` calls: arcsub's lines on the console and in
+    ``working/logs/kernel.log``; a user error prints one line. Returns the exit code."""
+    show_arcsub_lines()
+    handler = None
+    try:
+        (Path(working_root) / "logs").mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(Path(working_root) / "logs" / "kernel.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setLevel(logging.DEBUG)
+        logging.getLogger(LOGGER).addHandler(handler)
+    except OSError:
+        pass  # a full disk: the console still has the lines
+    try:
+        run_kernel(input_root, working_root, temp_root, started=started)
+        return 0
+    except ArcsubError as exc:
+        log.error("arcsub kernel: error: %s", exc)
+        return 2
+    finally:
+        if handler is not None:
+            logging.getLogger(LOGGER).removeHandler(handler)
+            handler.close()

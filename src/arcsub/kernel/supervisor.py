@@ -1,0 +1,300 @@
+"""The supervisor: worker processes, one per GPU, fed tasks longest first.
+
+It never imports torch (CUDA must not be initialised here: each worker sees only its
+own GPU through ``CUDA_VISIBLE_DEVICES``). Each worker runs in its own process group,
+so killing one also ends its engine process. The loop:
+
+  * start (or restart) workers while tasks are left and there is time for a start-up;
+  * give a free worker the next task with its deadline (``plan.task_slice``);
+  * merge each result into ``submission.json`` as it arrives;
+  * a worker that exits, or runs past its task's deadline by ``kernel.grace_s``, costs
+    that task only: it keeps its fallback, the fault is recorded, a fresh worker takes
+    the next task;
+  * at the budget's deadline (plus the grace, within the time limit) everything still
+    running is killed; what is on disk is already valid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ..config import KernelConfig
+from ..tasks import Task
+from .plan import Budget, task_slice
+from .results import SubmissionBook
+
+log = logging.getLogger("arcsub.kernel")
+
+POLL_S = 0.5
+STOP_WAIT_S = 20.0
+MAX_FAILED_STARTS = 2  # a worker that dies this many times before it is ready is not started again
+
+
+@dataclass
+class Fault:
+    task: str | None
+    worker: int
+    what: str
+    at_s: float  # seconds after the kernel's start
+
+
+@dataclass
+class WorkerSlot:
+    index: int
+    env: dict[str, str]
+    spec_path: Path
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    events: IO[str] | None = None
+    ready: bool = False
+    task: str | None = None
+    task_deadline: float = 0.0
+    failed_starts: int = 0
+    starts: int = 0
+    error: str = ""
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class RunRecord:
+    """What the supervisor saw, for the report."""
+
+    results: dict[str, dict] = field(default_factory=dict)  # task id -> the worker's stats
+    faults: list[Fault] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)  # tasks the budget left on their fallback
+    startups: list[float] = field(default_factory=list)  # seconds per worker start
+    workers: list[dict] = field(default_factory=list)  # device facts per worker
+    killed_at_deadline: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["faults"] = [asdict(f) for f in self.faults]
+        return values
+
+
+class Supervisor:
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        book: SubmissionBook,
+        budget: Budget,
+        settings: KernelConfig,
+        slots: list[WorkerSlot],
+    ):
+        self.tasks = {t.id: t for t in tasks}
+        self.weights = {t.id: float(t.cells) for t in tasks}
+        self.queue = sorted(self.weights, key=lambda tid: (-self.weights[tid], tid))  # longest first
+        self.book = book
+        self.budget = budget
+        self.settings = settings
+        self.slots = slots
+        self.record = RunRecord()
+        self.stop_at = min(budget.deadline + settings.grace_s, budget.hard_stop - 5.0)
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> RunRecord:
+        total = len(self.queue)
+        try:
+            while self.queue or any(s.task for s in self.slots):
+                now = time.time()
+                if now >= self.stop_at:
+                    self.kill_all("the budget's deadline")
+                    break
+                self.start_workers(now)
+                if not any(s.alive for s in self.slots) and not self.can_start(now):
+                    break
+                self.assign(now)
+                self.read_events()
+                self.check_workers(time.time())
+                if self.queue and not any(s.alive or self.can_restart(s) for s in self.slots):
+                    log.warning("no worker can run: %d task(s) keep their fallback", len(self.queue))
+                    break
+        finally:
+            self.stop_workers()
+        self.record.not_started = list(self.queue)
+        done = len(self.record.results)
+        log.info("kernel: %d/%d task(s) done, %d fault(s)", done, total, len(self.record.faults))
+        return self.record
+
+    # ------------------------------------------------------------ workers
+
+    def expected_startup(self) -> float:
+        return max(self.record.startups) if self.record.startups else 0.0
+
+    def can_start(self, now: float) -> bool:
+        """Worth starting a worker: a start-up and something of a task fit before the deadline."""
+        return bool(self.queue) and now + 1.5 * self.expected_startup() < self.budget.deadline
+
+    def can_restart(self, slot: WorkerSlot) -> bool:
+        return slot.failed_starts < MAX_FAILED_STARTS and self.can_start(time.time())
+
+    def start_workers(self, now: float) -> None:
+        for slot in self.slots:
+            if slot.proc is None and self.can_restart(slot):
+                self.start(slot)
+
+    def start(self, slot: WorkerSlot) -> None:
+        read_fd, write_fd = os.pipe()
+        with open(slot.log_path, "a") as log_file:
+            slot.proc = subprocess.Popen(
+                [sys.executable, "-m", "arcsub.kernel.worker", "--spec", str(slot.spec_path),
+                 "--events-fd", str(write_fd)],
+                stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
+                env=slot.env, pass_fds=(write_fd,), start_new_session=True, text=True,
+            )  # fmt: skip
+        os.close(write_fd)
+        slot.events = os.fdopen(read_fd, "r")
+        slot.ready, slot.task, slot.starts = False, None, slot.starts + 1
+        log.info("worker %d: starting (log: %s)", slot.index, slot.log_path)
+
+    def assign(self, now: float) -> None:
+        for slot in self.slots:
+            if not (slot.alive and slot.ready and slot.task is None and self.queue):
+                continue
+            task_id = self.queue[0]
+            others = [self.busy_until(s, now) for s in self.slots if s is not slot and s.alive]
+            waiting = sum(self.weights[t] for t in self.queue)
+            seconds = task_slice(self.weights[task_id], waiting, now, self.budget.deadline, others)
+            if seconds <= 1.0:
+                return  # nothing left to give: the rest keep their fallback
+            self.queue.pop(0)
+            slot.task, slot.task_deadline = task_id, now + seconds
+            self.send(slot, {"task": task_id, "deadline": slot.task_deadline})
+            log.debug("worker %d: %s, %.0fs", slot.index, task_id, seconds)
+
+    def busy_until(self, slot: WorkerSlot, now: float) -> float:
+        if slot.task:
+            return slot.task_deadline
+        return now if slot.ready else now + self.expected_startup()
+
+    def send(self, slot: WorkerSlot, message: dict) -> None:
+        try:
+            slot.proc.stdin.write(json.dumps(message) + "\n")
+            slot.proc.stdin.flush()
+        except (OSError, ValueError):
+            pass  # it died: check_workers records it
+
+    def read_events(self) -> None:
+        readers = {s.events: s for s in self.slots if s.events is not None}
+        if not readers:
+            time.sleep(POLL_S)
+            return
+        ready, _, _ = select.select(list(readers), [], [], POLL_S)
+        for stream in ready:
+            slot = readers[stream]
+            line = stream.readline()
+            if not line:  # the worker closed its end: it is exiting
+                stream.close()
+                slot.events = None
+                continue
+            self.on_event(slot, json.loads(line))
+
+    def on_event(self, slot: WorkerSlot, event: dict) -> None:
+        kind = event["event"]
+        if kind == "ready":
+            slot.ready, slot.failed_starts = True, 0
+            slot.facts = {k: v for k, v in event.items() if k not in ("event", "worker")}
+            self.record.startups.append(event["startup_s"])
+            self.record.workers.append({"worker": slot.index, **slot.facts})
+            log.info("worker %d: ready in %.0fs", slot.index, event["startup_s"])
+        elif kind == "done":
+            task_id = event["task"]
+            self.book.add(task_id, event["attempts"], event["source"])
+            self.record.results[task_id] = event["stats"]
+            slot.task = None
+            stats = event["stats"]
+            steps = (stats.get("train") or {}).get("steps", 0)
+            log.info(
+                "task %s done (%d/%d): %d steps, %s, %.0fs",
+                task_id, len(self.record.results), len(self.tasks), steps, event["source"], stats["seconds"],
+            )  # fmt: skip
+        elif kind == "failed":
+            slot.error = event.get("error", "")
+
+    def check_workers(self, now: float) -> None:
+        for slot in self.slots:
+            if slot.proc is None:
+                continue
+            if slot.proc.poll() is None:
+                if slot.task and now > slot.task_deadline + self.settings.grace_s:
+                    self.fault(slot, f"ran {now - slot.task_deadline:.0f}s past its task's deadline; killed")
+                    self.kill(slot)
+                continue
+            self.drain(slot)
+            code = slot.proc.returncode
+            if slot.task or not slot.ready or code != 0:
+                how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                self.fault(slot, f"worker {how}" + (f": {slot.error}" if slot.error else ""))
+                if not slot.ready:
+                    slot.failed_starts += 1
+            slot.proc, slot.ready, slot.task, slot.error = None, False, None, ""
+
+    def drain(self, slot: WorkerSlot) -> None:
+        """Events the worker wrote before it exited (a result may be among them)."""
+        if slot.events is None:
+            return
+        for line in slot.events:
+            try:
+                self.on_event(slot, json.loads(line))
+            except ValueError:
+                break
+        slot.events.close()
+        slot.events = None
+
+    def fault(self, slot: WorkerSlot, what: str) -> None:
+        fault = Fault(slot.task, slot.index, what, round(time.time() - self.budget.start, 1))
+        self.record.faults.append(fault)
+        where = f"task {slot.task}" if slot.task else "start-up"
+        log.warning("worker %d: %s during %s; %s", slot.index, what, where,
+                    "the task keeps its fallback" if slot.task else "it will be started again")  # fmt: skip
+
+    def kill(self, slot: WorkerSlot) -> None:
+        if slot.proc is None:
+            return
+        try:
+            os.killpg(slot.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        slot.proc.wait()
+        self.drain(slot)
+        slot.proc, slot.ready, slot.task = None, False, None
+
+    def kill_all(self, why: str) -> None:
+        for slot in self.slots:
+            if slot.task:
+                self.record.killed_at_deadline.append(slot.task)
+                self.fault(slot, f"stopped at {why}")
+            self.kill(slot)
+
+    def stop_workers(self) -> None:
+        for slot in self.slots:
+            if slot.alive:
+                self.send(slot, {"stop": True})
+                try:
+                    slot.proc.stdin.close()
+                except OSError:
+                    pass
+        end = time.time() + STOP_WAIT_S
+        for slot in self.slots:
+            if slot.proc is not None:
+                try:
+                    slot.proc.wait(timeout=max(0.1, end - time.time()))
+                except subprocess.TimeoutExpired:
+                    pass
+                self.kill(slot)  # the whole group: an engine process left behind included

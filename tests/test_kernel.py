@@ -1,0 +1,251 @@
+"""The Kaggle kernel: profiles, inputs, the budget plan, the always-valid submission,
+and real runs of ``kernel/main.py`` (tiny model, transformers backend, two workers)
+with faults injected."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arcsub.config import KernelConfig
+from arcsub.errors import ArcsubError
+from arcsub.kernel import load_profile, profile_names
+from arcsub.kernel.inputs import TEST_FILE, find_inputs, is_placeholder
+from arcsub.kernel.plan import Budget, CostModel, LinearCost, plan_task, task_slice
+from arcsub.kernel.profiles import ProfileError
+from arcsub.kernel.results import SubmissionBook
+from arcsub.submission import load_submission, validate_submission
+from arcsub.tasks import load_tasks, tasks_to_challenges
+
+REPO = Path(__file__).resolve().parents[1]
+KERNEL = REPO / "kernel" / "main.py"
+
+
+# ---------------------------------------------------------------- profiles
+
+
+def test_shipped_profiles_follow_their_machines():
+    assert {"arc-prize-2024", "arc-prize-2025", "arc-prize-2026-arc-agi-2", "local-cpu"} <= set(profile_names())
+    t4 = load_profile("arc-prize-2024")
+    assert (t4.machine.worker_count, t4.machine.precision, t4.machine.serving_dtype) == (2, "fp16", "float16")
+    assert t4.machine.shape == "NvidiaTeslaT4" and t4.hidden_tasks == 100
+    l4 = load_profile("arc-prize-2025")
+    assert (l4.machine.worker_count, l4.machine.precision, l4.hidden_tasks) == (4, "bf16", 240)
+    assert load_profile("arc-prize-2026-arc-agi-2").assumed  # its machine is not official
+    assert load_profile("local-cpu").machine.precision == "fp32"
+
+
+def test_a_user_profile_is_added_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCSUB_PROFILES_DIR", str(tmp_path))
+    text = (REPO / "src/arcsub/kernel/profiles/arc-prize-2024.toml").read_text()
+    (tmp_path / "my-t4.toml").write_text(text.replace('name = "arc-prize-2024"', 'name = "my-t4"'))
+    assert load_profile("my-t4").machine.gpus == 2
+    (tmp_path / "broken.toml").write_text(text.replace("gpus = 2", "gpus = 2\ngpu_count = 2"))
+    with pytest.raises(ProfileError, match="broken.toml.*unknown key.*gpu_count"):
+        load_profile("broken")
+    with pytest.raises(ProfileError, match="unknown competition profile 'nope'"):
+        load_profile("nope")
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def write_competition(folder: Path, tasks) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / TEST_FILE).write_text(json.dumps(tasks_to_challenges(tasks)))
+    return folder / TEST_FILE
+
+
+@pytest.mark.parametrize("layout", ["arc-prize-2024", "competitions/arc-prize-2024"])
+def test_inputs_are_found_in_old_and_new_layouts(tmp_path, eval_tasks, layout):
+    test_file = write_competition(tmp_path / layout, eval_tasks[:2])
+    model = tmp_path / "models/me/arcsub/transformers/default/1/model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    (model / "arcsub.toml").write_text("")
+    found = find_inputs(tmp_path)
+    assert found.test_file == test_file and found.model_dir == model and found.config_file == model / "arcsub.toml"
+
+
+def test_missing_competition_is_one_clear_error(tmp_path):
+    with pytest.raises(ArcsubError, match="no arc-agi_test_challenges.json"):
+        find_inputs(tmp_path)
+
+
+def test_placeholder_is_the_public_file_unless_kaggle_says_rerun(tmp_path, eval_tasks):
+    folder = tmp_path / "arc-prize-2024"
+    write_competition(folder, eval_tasks[:3])
+    (folder / "arc-agi_evaluation_challenges.json").write_text(json.dumps(tasks_to_challenges(eval_tasks[:10])))
+    public_ids = {t.id for t in eval_tasks[:3]}
+    assert is_placeholder(public_ids, folder, environ={})
+    assert not is_placeholder(public_ids, folder, environ={"KAGGLE_IS_COMPETITION_RERUN": "1"})
+    assert not is_placeholder(public_ids | {"hidden01"}, folder, environ={})
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_a_slice_shares_the_worker_time_left_by_size():
+    # Two workers, 100 s left, both idle: 200 worker-seconds for tasks of weight 1 and 3.
+    assert task_slice(3, 4, now=0, deadline=100, busy_until=[0]) == pytest.approx(100)  # capped at the deadline
+    assert task_slice(1, 4, now=0, deadline=100, busy_until=[0]) == pytest.approx(50)
+    # The other worker is busy until 80: 120 worker-seconds left, half of them for weight 1 of 2.
+    assert task_slice(1, 2, now=0, deadline=100, busy_until=[80]) == pytest.approx(60)
+    assert task_slice(1, 1, now=120, deadline=100, busy_until=[]) == 0
+
+
+def test_budget_keeps_its_margin_and_the_hard_stop():
+    budget = Budget(start=1000.0, limit_s=600, margin_s=60)
+    assert budget.deadline == 1540 and budget.hard_stop == 1600
+    assert Budget(start=0, limit_s=60, margin_s=1800).deadline == 30  # a margin never eats the whole budget
+
+
+def test_cost_model_is_careful_with_one_measurement_and_fits_a_line_with_more():
+    cost = LinearCost()
+    cost.add(100, 2.0)
+    assert cost.predict(100) == pytest.approx(2.0)
+    assert cost.predict(50) == pytest.approx(1.5)  # half fixed: a smaller task is not assumed half as cheap
+    cost.add(300, 4.0)  # 1 s + 0.01 s per cell
+    assert cost.predict(200) == pytest.approx(3.0)
+
+
+def test_plan_sizes_steps_from_measured_step_time_and_trims_inference_when_short():
+    settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2)
+    costs = CostModel()
+    costs.record_training(cells=100, steps=10, seconds=10.0)  # 1 s per step
+    costs.record_inference(cells=100, seconds=20.0, share=1.0)
+    plan = plan_task(100, 120.0, costs, settings, fine_tune=True, augmentations=8, scoring=True, now=0)
+    assert (plan.steps, plan.augmentations, plan.scoring) == (100, 8, True)  # 120 s - 20 s inference
+    assert plan.train_deadline == pytest.approx(100.0) and plan.deadline == 120.0
+    short = plan_task(100, 10.0, costs, settings, fine_tune=True, augmentations=8, scoring=True, now=0)
+    assert short.steps == 0 and not short.scoring and short.augmentations == 4  # half the inference fits
+    unmeasured = plan_task(100, 100.0, CostModel(), settings, fine_tune=True, augmentations=8, scoring=True, now=0)
+    assert unmeasured.train_deadline == pytest.approx(60.0)  # kernel.train_share before any measurement
+
+
+# ---------------------------------------------------------------- the submission on disk
+
+
+def test_submission_book_is_valid_from_the_start_and_keeps_it(tmp_path, eval_tasks, monkeypatch):
+    tasks = eval_tasks[:3]
+    book = SubmissionBook(tasks, tmp_path / "submission.json", tmp_path / "results")
+    book.write_fallback()
+    assert validate_submission(load_submission(tmp_path / "submission.json"), tasks) == []
+    good = [{"attempt_1": [[1]], "attempt_2": [[2]]} for _ in tasks[0].test]
+    assert not book.add(tasks[0].id, [{"attempt_1": [[1]]}] * len(tasks[0].test), "score")  # incomplete: rejected
+    assert book.add(tasks[0].id, good, "score")
+    assert load_submission(tmp_path / "submission.json")[tasks[0].id] == good
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("arcsub.kernel.results.write_submission", disk_full)
+    book.add(tasks[1].id, [{"attempt_1": [[3]], "attempt_2": [[3]]} for _ in tasks[1].test], "score")
+    assert book.unsaved
+    on_disk = load_submission(tmp_path / "submission.json")
+    assert validate_submission(on_disk, tasks) == [] and on_disk[tasks[0].id] == good
+
+
+# ---------------------------------------------------------------- real runs
+
+
+@pytest.fixture(scope="module")
+def kaggle_inputs(tmp_path_factory, tiny_llama_path, eval_tasks):
+    """A Kaggle-like input root: three small tasks and the tiny model with its settings."""
+    root = tmp_path_factory.mktemp("kaggle")
+    tasks = sorted(eval_tasks, key=lambda t: t.cells)[:3]
+    write_competition(root / "input" / "competitions" / "arc-prize-2024", tasks)
+    model = root / "input" / "arcsub-model"
+    model.mkdir(parents=True)
+    for item in Path(tiny_llama_path).iterdir():
+        (model / item.name).symlink_to(item)
+    (model / "arcsub.toml").write_text(
+        "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"
+        '[inference]\nbackend = "transformers"\nnum_augmentations = 2\nscore_augmentations = 2\n'
+        "[kernel]\nmax_steps = 20\nsmoke_tasks = 1\n"
+    )
+    return root, tasks
+
+
+def run_kernel_script(root: Path, working: Path, budget: int, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ARCSUB_", "KAGGLE_"))}
+    environ |= {"ARCSUB_PROFILE": "local-cpu", "ARCSUB_BUDGET_S": str(budget), "KAGGLE_IS_COMPETITION_RERUN": "1"}
+    environ |= env
+    args = ["--input-root", root / "input", "--working-root", working, "--temp-root", working.parent / "temp"]
+    return subprocess.run(
+        [sys.executable, KERNEL, *map(str, args)], env=environ, capture_output=True, text=True, timeout=budget + 120
+    )
+
+
+def test_kernel_runs_survives_faults_and_resumes(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
+    failing, nan_task, healthy = tasks[0].id, tasks[1].id, tasks[2].id
+    working = tmp_path / "working"
+    done = run_kernel_script(
+        root, working, budget=90, ARCSUB_FAULT_FAIL_TASK=failing, ARCSUB_FAULT_NAN_LOSS=nan_task
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    submission = load_submission(working / "submission.json")
+    assert validate_submission(submission, tasks) == []
+    report = json.loads((working / "report.json").read_text())
+    assert report["elapsed_s"] <= report["budget_s"]
+    # The failing task cost its worker and kept its fallback; the others were done.
+    assert [f["task"] for f in report["faults"]] == [failing]
+    assert report["tasks"]["fallback_ids"] == [failing]
+    assert set(report["per_task"]) == {nan_task, healthy}
+    nan_train = report["per_task"][nan_task]["train"]
+    assert nan_train["stop_reason"] == "non_finite" and nan_train["restored"]
+    assert report["per_task"][healthy]["train"]["steps"] > 0
+    assert report["per_task"][healthy]["source"] in ("score", "sample")
+    assert len({w["worker"] for w in report["workers"]}) == 2  # both workers served; one was started again
+    assert (working / "report.md").read_text().startswith("# arcsub run")
+
+    # A restarted kernel takes the finished tasks from their result files and redoes none.
+    again = run_kernel_script(root, working, budget=60)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((working / "report.json").read_text())
+    assert report["tasks"]["resumed"] == 2
+    assert set(report["per_task"]) == {failing}  # only the task that had failed runs again
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+
+
+def test_kernel_leaves_the_fallback_when_no_worker_can_start(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
+    broken = tmp_path / "input"
+    (broken / "competitions").mkdir(parents=True)
+    (broken / "competitions" / "arc-prize-2024").symlink_to(root / "input" / "competitions" / "arc-prize-2024")
+    model = broken / "bad-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "model.safetensors").write_bytes(b"not weights")
+    working = tmp_path / "working"
+    done = run_kernel_script(tmp_path, working, budget=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+    report = json.loads((working / "report.json").read_text())
+    assert report["tasks"]["done"] == 0 and report["tasks"]["fallback"] == len(tasks)
+    assert report["faults"] and all(f["task"] is None for f in report["faults"])  # start-up failures
+    assert (working / "logs" / "worker-0.log").is_file()
+
+
+def test_placeholder_runs_the_smoke_configuration(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
+    competition = root / "input" / "competitions" / "arc-prize-2024"
+    evaluation = competition / "arc-agi_evaluation_challenges.json"
+    evaluation.write_text(json.dumps(tasks_to_challenges(load_tasks("arc1/evaluation").tasks)))
+    working = tmp_path / "working"
+    try:
+        done = run_kernel_script(root, working, budget=60, KAGGLE_IS_COMPETITION_RERUN="")
+    finally:
+        evaluation.unlink()
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((working / "report.json").read_text())
+    smallest = min(tasks, key=lambda t: (t.cells, t.id)).id
+    assert report["mode"] == "smoke" and set(report["per_task"]) == {smallest}  # kernel.smoke_tasks = 1
+    assert report["tasks"]["fallback"] == len(tasks) - 1
