@@ -12,9 +12,9 @@ import sys
 
 from .. import __version__
 from ..errors import ArcsubError
-from . import data, finetune, infer, model, submission
+from . import data, finetune, infer, model, simulate, submission
 
-COMMAND_GROUPS = (data, submission, model, finetune, infer)
+COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,303 @@
+"""One simulated Kaggle run: choose tasks, build the tree, run the kernel under the
+profile's limits, judge what it left, write ``OUT/simulation.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import arcsub
+
+from ..console import say
+from ..io import write_json_atomic
+from ..tasks import Task
+from .report import failures, final_lines, judge_submission, read_kernel_report
+from .runner import (
+    NAMESPACE_FLAGS,
+    NO_NAMESPACE_ENV,
+    RAM_POLL_S,
+    SANDBOX_SCRIPT,
+    Launch,
+    Limits,
+    namespace_support,
+    run_kernel,
+)
+from .tree import Layout, SimulationError, build_tree, bytes_under, clear_out
+
+DEFAULT_PROFILE = "local-cpu"
+DEFAULT_DATA = "arc1/evaluation"
+DEFAULT_SMALLEST = 5  # with the default data only
+MOUNTPOINT = Path("/kaggle")
+NO_SPACE_BYTES = 1 << 20  # --no-space: room for a small submission, nothing much else
+PROXY_VARS = {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"}
+# Set by the simulator only: never inherited from the caller's environment.
+KERNEL_VARS = (
+    "ARCSUB_PROFILE",
+    "ARCSUB_BUDGET_S",
+    "ARCSUB_WORKERS",
+    "KAGGLE_IS_COMPETITION_RERUN",
+    "ARCSUB_FAULT_FAIL_TASK",
+    "ARCSUB_FAULT_NAN_LOSS",
+)
+
+
+def default_kernel() -> Path:
+    """The repository's ``kernel/main.py``."""
+    return Path(arcsub.__file__).resolve().parents[2] / "kernel" / "main.py"
+
+
+@dataclass
+class SimulationOptions:
+    out: Path
+    kernel: Path | None = None  # None: the repository's kernel/main.py
+    data: str | None = None  # a task source; None (and no challenges): arc1/evaluation, 5 smallest
+    challenges: str | None = None  # a Kaggle challenges file (solutions found beside it, or given)
+    solutions: str | None = None
+    smallest: int | None = None
+    model: str = "default"
+    config: Path | None = None
+    wheels: Path | None = None
+    profile: str = DEFAULT_PROFILE
+    budget_s: float | None = None  # None: the profile's
+    ram_gb: float | None = None
+    disk_gb: float | None = None
+    workers: int | None = None
+    placeholder: bool = False
+    kill_worker_after_s: float | None = None
+    fail_task: str | None = None
+    nan_loss: str | None = None
+    no_space: bool = False
+    namespace: bool | None = None  # None: when this machine allows it; False: fallback; True: required
+
+
+def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
+    from ..pipeline import smallest_tasks
+    from ..tasks import load_tasks
+
+    if options.data and options.challenges:
+        raise SimulationError("pass either --data or --challenges, not both")
+    if options.solutions and not options.challenges:
+        raise SimulationError("--solutions goes with --challenges; a --data source carries its own solutions")
+    smallest = options.smallest
+    if options.challenges:
+        source = options.challenges
+        tasks = load_tasks(source, solutions=options.solutions).tasks
+    else:
+        source = options.data or DEFAULT_DATA
+        if options.data is None and smallest is None:
+            smallest = DEFAULT_SMALLEST
+        tasks = load_tasks(source).tasks
+    if smallest is not None:
+        if smallest < 1:
+            raise SimulationError(f"--smallest {smallest}: pass at least 1")
+        tasks = smallest_tasks(tasks, smallest)
+        source = f"{source} ({smallest} smallest)"
+    if not tasks:
+        raise SimulationError(f"{source}: no tasks to simulate; pick a source with tasks")
+    return source, tasks
+
+
+def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dict[str, str]:
+    """The parent's environment without proxies and stale arcsub settings, plus the run's."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
+    env.pop(NO_NAMESPACE_ENV, None)
+    env.update({"ARCSUB_PROFILE": profile, "ARCSUB_BUDGET_S": f"{budget_s:g}", "PYTHONUNBUFFERED": "1"})
+    if options.workers is not None:
+        env["ARCSUB_WORKERS"] = str(options.workers)
+    if not options.placeholder:
+        env["KAGGLE_IS_COMPETITION_RERUN"] = "1"
+    if options.fail_task:
+        env["ARCSUB_FAULT_FAIL_TASK"] = options.fail_task
+    if options.nan_loss:
+        env["ARCSUB_FAULT_NAN_LOSS"] = options.nan_loss
+    return env
+
+
+def _check_options(options: SimulationOptions, tasks: list[Task]) -> None:
+    for name in ("budget_s", "ram_gb", "disk_gb", "workers"):
+        value = getattr(options, name)
+        if value is not None and value <= 0:
+            flag = "--" + name.removesuffix("_s").replace("_", "-")
+            raise SimulationError(f"{flag} {value}: must be positive")
+    if options.kill_worker_after_s is not None and options.kill_worker_after_s < 0:
+        raise SimulationError(f"--kill-worker-after {options.kill_worker_after_s}: must be 0 or more seconds")
+    ids = {t.id for t in tasks}
+    for flag, task_id in (("--fail-task", options.fail_task), ("--nan-loss", options.nan_loss)):
+        if task_id and task_id not in ids:
+            raise SimulationError(
+                f"{flag} {task_id}: not among the simulated tasks ({', '.join(sorted(ids)[:5])}, ...)"
+            )
+    if options.config is not None:
+        from ..config import load_config
+
+        load_config(options.config)  # a bad config fails here, not hours into the kernel
+    if options.wheels is not None and not Path(options.wheels).is_dir():
+        raise SimulationError(f"{options.wheels}: --wheels is not a folder; pass the folder of .whl files")
+
+
+def choose_mode(options: SimulationOptions) -> tuple[str, str]:
+    """``namespace`` or ``fallback``, and why."""
+    if options.namespace is False:
+        return "fallback", "asked for"
+    ok, why = namespace_support()
+    if ok and not MOUNTPOINT.is_dir():
+        try:
+            MOUNTPOINT.mkdir()
+            say(f"created an empty {MOUNTPOINT} mountpoint on this machine (runs bind OUT/kaggle there, privately)")
+        except OSError as exc:
+            ok, why = False, f"cannot create the {MOUNTPOINT} mountpoint ({exc.strerror})"
+    if ok:
+        return "namespace", why
+    if options.namespace:
+        raise SimulationError(f"namespaces are not available here: {why}; run without requiring them")
+    return "fallback", why
+
+
+def enforcement(mode: str, limits: Limits, per_file: bool) -> dict:
+    kill = "the kernel's process tree" + (
+        " (its namespace)" if mode == "namespace" else " (process group + descendants)"
+    )
+    table = {
+        "time": {"enforced": True, "how": f"SIGKILL of {kill} at {limits.budget_s:g} s after launch"},
+        "ram": {
+            "enforced": True,
+            "how": f"PSS of {kill} polled every {RAM_POLL_S:g} s; SIGKILL past {limits.ram_bytes} bytes",
+        },
+    }
+    if mode == "namespace":
+        table["disk"] = {"enforced": True, "how": f"tmpfs of {limits.disk_bytes} bytes on /kaggle/working (ENOSPC)"}
+        table["network"] = {"enforced": True, "how": "new network namespace, loopback only"}
+        table["filesystem"] = {
+            "enforced": True,
+            "how": "OUT/kaggle bound onto /kaggle (private mount namespace); /kaggle/input read-only; OUT/expected hidden",
+        }
+    else:
+        table["disk"] = {
+            "enforced": True,
+            "how": f"watcher: working folder size polled every 1 s, SIGKILL past {limits.disk_bytes} bytes"
+            + ("; RLIMIT_FSIZE caps each file at that size (EFBIG)" if per_file else ""),
+        }
+        table["network"] = {"enforced": False, "how": "no network namespace: the kernel can reach the internet"}
+        table["filesystem"] = {
+            "enforced": False,
+            "how": "no bind mount: /kaggle does not exist for the kernel; it gets --input-root/--working-root/--temp-root",
+        }
+    return table
+
+
+def _launch(mode: str, layout: Layout, kernel: Path, env: dict, limits: Limits) -> Launch:
+    if mode == "namespace":
+        spec = {
+            "host_kaggle": str(layout.kaggle),
+            "mountpoint": str(MOUNTPOINT),
+            "working_bytes": limits.disk_bytes,
+            "hide": [str(layout.expected)] if layout.expected.is_dir() else [],
+            "argv": [sys.executable, str(kernel)],
+            "cwd": str(MOUNTPOINT / "working"),
+            "status": str(layout.sandbox_status),
+        }
+        argv = ["unshare", *NAMESPACE_FLAGS, "--", sys.executable, "-I", str(SANDBOX_SCRIPT), json.dumps(spec)]
+        return Launch(mode, argv, layout.out, env, status_path=layout.sandbox_status)
+    argv = [
+        sys.executable,
+        str(kernel),
+        *("--input-root", str(layout.input)),
+        *("--working-root", str(layout.working)),
+        *("--temp-root", str(layout.temp)),
+    ]
+    # No tmpfs: a write past the limit cannot fail by itself; cap each file at the limit (EFBIG).
+    return Launch(mode, argv, layout.working, env, watch_disk=layout.working, file_size_limit=limits.disk_bytes)
+
+
+def simulate(options: SimulationOptions, *, echo=say) -> dict:
+    """Run ``options.kernel`` as Kaggle would; returns the report also written to
+    ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
+    from ..kernel.profiles import load_profile
+    from ..models.default import resolve_model
+
+    kernel = Path(options.kernel) if options.kernel else default_kernel()
+    if not kernel.is_file():
+        raise SimulationError(f"{kernel}: kernel script not found; pass --kernel FILE")
+    kernel = kernel.resolve()
+    profile = load_profile(options.profile)
+    source, tasks = select_tasks(options)
+    _check_options(options, tasks)
+    limits = Limits(
+        budget_s=float(options.budget_s or profile.time_limit_s),
+        ram_bytes=int((options.ram_gb or profile.machine.ram_gb) * 2**30),
+        disk_bytes=NO_SPACE_BYTES if options.no_space else int((options.disk_gb or profile.working_disk_gb) * 2**30),
+        kill_worker_after_s=options.kill_worker_after_s,
+    )
+    model_dir = resolve_model(options.model)
+    mode, why = choose_mode(options)
+    layout = Layout(Path(options.out).resolve(), profile.slug)
+    clear_out(layout.out)
+    tree = build_tree(layout, tasks, model_dir, config=options.config, wheels=options.wheels)
+    env = kernel_env(options, profile.name, limits.budget_s)
+    launch = _launch(mode, layout, kernel, env, limits)
+    table = enforcement(mode, limits, launch.file_size_limit is not None)
+
+    say(
+        f"simulating {kernel.name} on {len(tasks)} task(s) from {source}: profile {profile.name}, "
+        f"budget {limits.budget_s:g} s, RAM {limits.ram_bytes / 2**30:g} GiB, working disk "
+        f"{limits.disk_bytes / 2**30:g} GiB" + (" (--no-space: 1 MiB)" if options.no_space else "")
+    )
+    if mode == "namespace":
+        say(f"mode: namespace ({why}): no network, OUT/kaggle at /kaggle, tmpfs /kaggle/working")
+    else:
+        say(f"mode: fallback, no namespace ({why})")
+        say("NOT ENFORCED: network: the kernel can reach the internet (no network namespace)")
+        say("NOT ENFORCED: /kaggle bind mount: hard-coded /kaggle paths fail; the kernel gets --input-root etc.")
+        say("disk: a watcher kills the kernel when the working folder outgrows the limit (no tmpfs)")
+    say(f"kernel output: {layout.kernel_log}")
+
+    record = run_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
+    submission = judge_submission(layout.working / "submission.json", tasks)
+    disk_used = bytes_under(layout.working)
+    report = {
+        "kernel": str(kernel),
+        "mode": mode,
+        "mode_reason": why,
+        "profile": profile.name,
+        "slug": profile.slug,
+        "tasks": {
+            "source": source,
+            "count": len(tasks),
+            "test_inputs": sum(len(t.test) for t in tasks),
+            "ids": [t.id for t in tasks],
+        },
+        "tree": tree,
+        "limits": {
+            "budget_s": limits.budget_s,
+            "ram_bytes": limits.ram_bytes,
+            "disk_bytes": limits.disk_bytes,
+            "no_space": options.no_space,
+        },
+        "environment": {k: env[k] for k in (*KERNEL_VARS, "PYTHONUNBUFFERED") if k in env},
+        "enforcement": table,
+        "run": {
+            "exit_code": record.exit_code,
+            "elapsed_s": record.elapsed_s,
+            "killed": record.killed,
+            "peak_ram_bytes": record.peak_ram_bytes,
+            "disk_used_bytes": disk_used,
+            "peak_disk_bytes": record.peak_disk_bytes,
+            "left_running": record.left_running,
+            "sandbox": record.sandbox or None,
+        },
+        "faults": {"kill_worker": record.kill_worker, "fail_task": options.fail_task, "nan_loss": options.nan_loss},
+        "submission": submission,
+        "kernel_report": read_kernel_report(layout.working / "report.json"),
+        "report_path": str(layout.report),
+    }
+    if mode == "namespace" and "working_used_bytes" in record.sandbox:
+        report["run"]["tmpfs_used_bytes"] = record.sandbox["working_used_bytes"]
+    report["failures"] = failures(record, submission)
+    report["passed"] = not report["failures"]
+    write_json_atomic(layout.report, report, indent=1)
+    for line in final_lines(report):
+        say(line)
+    return report
