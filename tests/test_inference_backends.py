@@ -73,3 +73,26 @@ def test_sampling_returns_n_completions(vllm_backend, hf_backend, arc_prompts):
         (completions,) = backend.generate([request])
         assert len(completions) == 3
         assert all(len(c.logprobs) == len(c.token_ids) > 0 for c in completions)
+
+
+def test_a_deadline_cuts_engine_calls_into_pieces_and_stops_them(tiny_llama_path):
+    """Behind DeadlineBackend, no piece starts that would end after the deadline: cut
+    generation returns no completions for the requests left, cut scoring raises."""
+    import time
+
+    from arcsub.config import InferenceConfig
+    from arcsub.inference.backend import GenerationRequest, ScoreRequest
+    from arcsub.inference.deadline import DeadlineBackend, DeadlineReached
+    from arcsub.inference.hf_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_llama_path, InferenceConfig(), progress=False)
+    requests = [GenerationRequest(prompt_ids=(1, 2, 3 + i), max_tokens=4) for i in range(5)]
+    roomy = DeadlineBackend(backend, time.time() + 3600, piece=2)
+    assert backend.deadline == roomy.deadline  # transformers can also stop inside a call
+    assert all(len(c) == 1 for c in roomy.generate(requests)) and not roomy.cut
+    roomy.longest = 7200.0  # a piece now "takes" longer than the time left
+    assert roomy.generate(requests) == [[]] * 5 and roomy.cut
+    with pytest.raises(DeadlineReached):
+        roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))])
+    roomy.detach()
+    assert backend.deadline is None

@@ -9,6 +9,7 @@ probabilities come from the raw logits (``output_logits``), as vLLM's
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +40,7 @@ class TransformersBackend:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
         self.progress = progress
+        self.deadline: float | None = None  # generation stops there (transformers' max_time)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         dtype = getattr(torch, device_dtype(self.config.dtype))
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
@@ -126,6 +128,8 @@ class TransformersBackend:
         )
         if seed is not None:
             torch.manual_seed(seed)
+        if self.deadline is not None:  # answers cut here are unparseable: fewer predictions, no wrong ones
+            sampling["max_time"] = max(0.1, self.deadline - time.time())
         with torch.no_grad(), self._with_adapter(adapter):
             out = self.model.generate(
                 input_ids=ids,

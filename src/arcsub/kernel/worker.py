@@ -51,7 +51,7 @@ log = logging.getLogger("arcsub.kernel")
 
 FAULT_FAIL_TASK = "ARCSUB_FAULT_FAIL_TASK"
 FAULT_NAN_LOSS = "ARCSUB_FAULT_NAN_LOSS"
-PROBE_STEPS = 2
+PROBE_STEPS = 3  # the slowest (the first: allocations, kernels) is left out of the estimate
 
 
 class InjectedFault(RuntimeError):
@@ -150,7 +150,10 @@ class Worker:
             )  # fmt: skip
             if probe.stop_reason == STOP_SKIPPED:
                 return None, {"stop_reason": STOP_SKIPPED, "message": probe.message}, plan
-            self.costs.record_training(task.cells, probe.steps, probe.seconds)
+            if probe.steps > 1:
+                self.costs.record_training(task.cells, probe.steps - 1, probe.seconds - probe.max_step_seconds)
+            else:
+                self.costs.record_training(task.cells, probe.steps, probe.seconds)
             inference = config.inference
             plan = plan_task(
                 task.cells, deadline - time.time(), self.costs, config.kernel,

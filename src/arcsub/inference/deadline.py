@@ -1,0 +1,73 @@
+"""A backend wrapper that keeps engine calls short enough to stop at a deadline.
+
+One task's prompts can make a single engine call of minutes (long answers from a
+model that does not stop). Behind this wrapper a call goes to the engine in pieces
+of ``piece`` requests, and no piece starts that is expected (from the longest piece
+so far) to end after the deadline. Generation that is cut returns no completions for
+the requests left (fewer predictions, never a wrong one); scoring that is cut raises
+``DeadlineReached``, because a candidate scored under only some augmentations would
+be ranked on a different scale from the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from .backend import Backend, Completion, GenerationRequest, ScoreRequest
+
+
+class DeadlineReached(Exception):
+    pass
+
+
+class DeadlineBackend:
+    def __init__(self, backend: Backend, deadline: float, piece: int = 8):
+        self.backend = backend
+        self.deadline = deadline
+        self.piece = piece
+        self.longest = 0.0
+        self.cut = False
+        self.name = backend.name
+        if hasattr(backend, "deadline"):  # the transformers backend can also stop inside a call
+            backend.deadline = deadline
+
+    def no_time(self) -> bool:
+        return time.time() + self.longest > self.deadline
+
+    def _pieces(self, requests):
+        for start in range(0, len(requests), self.piece):
+            if self.no_time():
+                self.cut = True
+                return
+            began = time.time()
+            yield requests[start : start + self.piece]
+            self.longest = max(self.longest, time.time() - began)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        results: list[list[Completion]] = []
+        for piece in self._pieces(list(requests)):
+            results += self.backend.generate(piece)
+        return results + [[] for _ in range(len(requests) - len(results))]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[tuple[float, ...]]:
+        results: list[tuple[float, ...]] = []
+        for piece in self._pieces(list(requests)):
+            results += self.backend.score(piece)
+        if len(results) < len(requests):
+            raise DeadlineReached(f"scoring stopped after {len(results)} of {len(requests)} candidates")
+        return results
+
+    def add_adapter(self, path: str) -> None:
+        self.backend.add_adapter(path)
+
+    def release_adapter(self, path: str) -> None:
+        self.backend.release_adapter(path)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def detach(self) -> None:
+        """Give the backend back without the deadline (the next task brings its own)."""
+        if hasattr(self.backend, "deadline"):
+            self.backend.deadline = None
