@@ -12,9 +12,9 @@ import sys
 
 from .. import __version__
 from ..errors import ArcsubError
-from . import data, finetune, infer, model, simulate, submission
+from . import data, finetune, infer, model, profile, simulate, submission
 
-COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate)
+COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile)
 
 
 def build_parser() -> argparse.ArgumentParser:

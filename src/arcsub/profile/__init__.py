@@ -1,0 +1,66 @@
+"""The timing-budget profiler: what Kaggle's budget buys per task, per model.
+
+The public entry
+  ``measure_profile(model, out_path, backend=, device=, precision=, quick=)``  measure
+        load, engine start, TTFT step time and memory against sequence length,
+        generation and scoring throughput on this machine; fit a cost model; write
+        ``profile.json`` (``measure.py``; the kernel's profile mode calls it)
+  ``load_cost_model(profile_json)``  the fitted :class:`CostModel` of a profile.json
+  ``analytic_cost_model(config, label=, gpu_name=, ...)``  the estimate from FLOPs and
+        bandwidth when nothing was measured (``analytic.py``)
+  ``cost_model_for(model, profile)``  either of them for a competition profile
+  ``plan_run(profile, cost_model, ...)``  budget, tasks per worker, time per task, and
+        what it buys: TTFT steps and predictions per task (``project.py``)
+  ``plot_plans(plans, png)``  the plan as a picture (``plot.py``)
+
+Only ``measure_profile`` imports torch and the engines, and only ``plot_plans``
+matplotlib: planning from a profile.json stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..kernel.profiles import CompetitionProfile
+from .analytic import analytic_cost_model
+from .cost_model import CostModel, ProfilingError, load_cost_model, load_profile_json
+from .measure import MeasureGrid, measure_profile, model_config
+from .plot import plot_plans
+from .project import plan_run
+
+
+def cost_model_for(
+    model: str | os.PathLike, profile: CompetitionProfile, *, lora_rank: int = 32, plan_tokens: int = 4096
+) -> CostModel:
+    """A measured cost model for a ``*.json`` profile file; otherwise the analytic estimate
+    for ``model`` (``default``, a folder, or a candidate name) on ``profile``'s machine."""
+    if str(model).endswith(".json") or (Path(model).is_file()):
+        return load_cost_model(model)
+    label, cfg, _ = model_config(str(model))
+    m = profile.machine
+    return analytic_cost_model(
+        cfg,
+        label=label,
+        gpu_name=m.gpu_name,
+        accelerator=m.accelerator,
+        cpus=max(1, m.cpus // m.worker_count),
+        gpu_memory_gb=m.gpu_memory_gb if m.accelerator == "cuda" else None,
+        vllm_memory_share=profile.plan.vllm_memory_share,
+        lora_rank=lora_rank,
+        plan_tokens=plan_tokens,
+    )
+
+
+__all__ = [
+    "CostModel",
+    "MeasureGrid",
+    "ProfilingError",
+    "analytic_cost_model",
+    "cost_model_for",
+    "load_cost_model",
+    "load_profile_json",
+    "measure_profile",
+    "plan_run",
+    "plot_plans",
+]

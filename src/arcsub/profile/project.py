@@ -1,0 +1,333 @@
+"""Projecting a full hidden-set run from a cost model: what the budget buys per task.
+
+The arithmetic, per worker (one per GPU):
+
+  budget      = time limit − safety margin                       (the competition profile)
+  per worker  = budget − model load − engine start               (once per worker)
+  tasks       = ceil(hidden tasks / workers)
+  per task    = per worker / tasks
+  TTFT        = train share × per task      → steps  = TTFT / step seconds at T tokens
+  inference   = the rest: scoring first (max_candidates × score_augmentations answers per
+                test input, as configured), then sampling → predictions = what is left /
+                seconds per prediction (a T-token prompt and an answer of A tokens)
+
+With ``steps`` and ``predictions`` given, the projection goes the other way: the time
+that plan needs, against the budget. Nothing here imports torch or numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..config import InferenceConfig
+from ..kernel.profiles import CompetitionProfile
+from .cost_model import CostModel
+
+# Typical ARC sizes (arc1/evaluation, minimal codec, SmolLM2 tokenizer; docs/benchmarks.md):
+# whole prompt + answer median 1396 tokens, 95th percentile 5632; answer median 145 tokens
+# (cells + rows + end of turn), 95th percentile 871; 419 test inputs over 400 tasks.
+DEFAULT_PROMPT_TOKENS = (1400, 5600)
+DEFAULT_ANSWER_TOKENS = 145
+TEST_INPUTS_PER_TASK = 419 / 400
+DEFAULT_TRAIN_SHARE = 0.68  # the 2024 report: ~3 h 55 of TTFT against ~1 h 50 of inference
+
+TYPICAL_SIZES_NOTE = (
+    "prompt lengths: arc1/evaluation whole prompts (minimal codec) have a median of 1396 tokens and a 95th "
+    "percentile of 5632; answers a median of 145 tokens; 1.05 test inputs per task (docs/benchmarks.md)"
+)
+
+
+@dataclass
+class StagePlan:
+    """One prompt length's projection for one model."""
+
+    prompt_tokens: int
+    answer_tokens: int
+    task_s: float  # time per task
+    train_s: float  # TTFT time per task
+    step_s: float
+    steps: int  # TTFT steps per task the time buys (or the steps asked)
+    prediction_s: float  # seconds per sampled prediction (batched)
+    score_s: float  # seconds per scored answer (batched)
+    scoring_s: float  # scoring time per task
+    sampling_s: float  # sampling time per task
+    predictions: int  # per task
+    memory_bytes: float | None  # peak TTFT memory at this length
+    memory_limit_bytes: float | None  # what training may use of one GPU
+    extrapolated: list[str] = field(default_factory=list)
+    total_s: float | None = None  # whole run per worker (fixed plan mode)
+
+    @property
+    def fits_memory(self) -> bool | None:
+        if self.memory_bytes is None or self.memory_limit_bytes is None:
+            return None
+        return self.memory_bytes <= self.memory_limit_bytes
+
+
+@dataclass
+class RunPlan:
+    profile: CompetitionProfile
+    model: CostModel
+    budget_s: float
+    workers: int
+    tasks_per_worker: int
+    fixed_s: float  # load + engine start, per worker
+    train_share: float
+    scored_per_test: int
+    stages: list[StagePlan]
+    fixed_plan: bool  # steps/predictions given: times computed, not bought
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def task_s(self) -> float:
+        return (self.budget_s - self.fixed_s) / self.tasks_per_worker
+
+
+def plan_run(
+    profile: CompetitionProfile,
+    model: CostModel,
+    *,
+    tasks: int | None = None,
+    prompt_tokens: tuple[int, ...] = DEFAULT_PROMPT_TOKENS,
+    answer_tokens: int = DEFAULT_ANSWER_TOKENS,
+    train_share: float = DEFAULT_TRAIN_SHARE,
+    inference: InferenceConfig | None = None,
+    steps: int | None = None,
+    predictions: int | None = None,
+) -> RunPlan:
+    from .cost_model import ProfilingError
+
+    if not 0 <= train_share <= 1:
+        raise ProfilingError(f"--train-share {train_share}: use a share in [0, 1]")
+    if tasks is not None and tasks < 1:
+        raise ProfilingError(f"--tasks {tasks}: use at least 1")
+    if not prompt_tokens or min(prompt_tokens) < 1 or answer_tokens < 1:
+        raise ProfilingError("--prompt-tokens and --answer-tokens must be positive")
+    inference = inference or InferenceConfig()
+    machine = profile.machine
+    workers = machine.worker_count
+    hidden = tasks or profile.hidden_tasks
+    per_worker = math.ceil(hidden / workers)
+    budget = profile.time_limit_s - profile.plan.safety_margin_s
+    fixed = model.load_s + model.engine_start_s
+    scored = inference.max_candidates * inference.score_augmentations if inference.scoring else 0
+    memory_limit = None
+    if machine.accelerator == "cuda":
+        memory_limit = (1 - profile.plan.vllm_memory_share) * machine.gpu_memory_gb * 1e9
+    plan = RunPlan(
+        profile,
+        model,
+        budget,
+        workers,
+        per_worker,
+        fixed,
+        train_share,
+        scored,
+        [],
+        steps is not None or predictions is not None,
+    )
+    task_s = plan.task_s
+    if task_s <= 0:
+        plan.notes.append(f"start-up alone ({fixed:.0f} s per worker) exceeds the budget")
+    for tokens in prompt_tokens:
+        step_s = model.step_seconds(tokens)
+        prediction_s = model.seconds_per_prediction(tokens, answer_tokens)
+        score_s = model.seconds_per_score(tokens, answer_tokens)
+        scoring_s = scored * TEST_INPUTS_PER_TASK * score_s
+        extrapolated = [
+            name
+            for name, var, value in (
+                ("TTFT", "T", tokens),
+                ("generation", "P", tokens),
+                ("scoring", "L", tokens + answer_tokens),
+            )
+            if model.extrapolated(var, value)
+        ]
+        if plan.fixed_plan:
+            n_steps, n_pred = steps or 0, predictions or 0
+            train_s = n_steps * step_s
+            sampling_s = n_pred * prediction_s
+            stage_task_s = train_s + scoring_s + sampling_s
+            total = fixed + per_worker * stage_task_s
+        else:
+            train_s = max(0.0, task_s * train_share)
+            n_steps = int(train_s // step_s) if step_s > 0 else 0
+            sampling_s = max(0.0, task_s - train_s - scoring_s)
+            n_pred = int(sampling_s // prediction_s) if prediction_s > 0 else 0
+            stage_task_s, total = task_s, None
+        plan.stages.append(
+            StagePlan(
+                prompt_tokens=tokens,
+                answer_tokens=answer_tokens,
+                task_s=stage_task_s,
+                train_s=train_s,
+                step_s=step_s,
+                steps=n_steps,
+                prediction_s=prediction_s,
+                score_s=score_s,
+                scoring_s=scoring_s,
+                sampling_s=sampling_s,
+                predictions=n_pred,
+                memory_bytes=model.step_memory_bytes(tokens),
+                memory_limit_bytes=memory_limit,
+                extrapolated=extrapolated,
+                total_s=total,
+            )
+        )
+    return plan
+
+
+# ---------------------------------------------------------------- text
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.3g} s"
+
+
+def _memory(stage: StagePlan) -> str:
+    if stage.memory_bytes is None:
+        return "-"
+    text = f"{stage.memory_bytes / 1e9:.1f} GB"
+    if stage.fits_memory is False:
+        text += f" > {stage.memory_limit_bytes / 1e9:.1f} GB!"
+    return text
+
+
+def plan_header(plan: RunPlan) -> list[str]:
+    p = plan.profile
+    lines = [
+        p.summary(),
+        f"cost model: {plan.model.label}, {plan.model.source}",
+        (
+            f"budget: {_duration(p.time_limit_s)} limit − {_duration(p.plan.safety_margin_s)} safety margin = "
+            f"{_duration(plan.budget_s)}; {plan.workers} worker(s), {plan.tasks_per_worker} tasks each; start-up "
+            f"{_duration(plan.fixed_s)} per worker (load {plan.model.load_s:.3g} s + engine {plan.model.engine_start_s:.3g} s)"
+        ),
+    ]
+    if plan.fixed_plan:
+        lines.append("fixed plan: the time the given steps and predictions need, against the budget")
+    else:
+        lines.append(
+            f"time per task {_duration(plan.task_s)}: {plan.train_share:.0%} TTFT, the rest inference "
+            f"({plan.scored_per_test} scored answers per test input first, then sampling)"
+        )
+    return lines
+
+
+def stage_table(plan: RunPlan) -> str:
+    rows = [
+        (
+            "prompt tokens",
+            "TTFT s/step",
+            "steps/task",
+            "TTFT memory",
+            "s/prediction",
+            "predictions/task",
+            "scoring/task",
+            "whole run" if plan.fixed_plan else "per task",
+        ),
+    ]
+    for s in plan.stages:
+        mark = " *" if s.extrapolated else ""
+        last = (
+            f"{_duration(s.total_s)} ({'fits' if s.total_s <= plan.budget_s else 'OVER budget'})"
+            if s.total_s is not None
+            else _duration(s.task_s)
+        )
+        rows.append(
+            (
+                f"{s.prompt_tokens}+{s.answer_tokens}{mark}",
+                f"{s.step_s:.3g}",
+                str(s.steps),
+                _memory(s),
+                f"{s.prediction_s:.3g}",
+                str(s.predictions),
+                _duration(s.scoring_s),
+                last,
+            )
+        )
+    return markdown(rows)
+
+
+def markdown(rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def plan_text(plan: RunPlan) -> str:
+    lines = plan_header(plan) + ["", stage_table(plan), ""]
+    if any(s.extrapolated for s in plan.stages):
+        lines.append("* beyond the longest measured sequence: extrapolated by the fitted formula")
+    lines += plan.notes
+    lines.append("assumptions:")
+    lines += [f"  - {a}" for a in plan.model.assumptions + [TYPICAL_SIZES_NOTE]]
+    if plan.model.measured and plan.profile.machine.gpu_name.lower() not in plan.model.device.lower():
+        lines.append(
+            f"  - measured on {plan.model.device}, not on the profile's {plan.profile.machine.gpu_name}: the times "
+            "are the measuring machine's (see `arcsub profile compare` for the analytic estimate of the target)"
+        )
+    return "\n".join(lines)
+
+
+def compare_text(plans: list[RunPlan]) -> str:
+    """One row per model and prompt length: what the budget buys per task."""
+    head = (
+        "model",
+        "source",
+        "params",
+        "prompt tokens",
+        "TTFT s/step",
+        "steps/task",
+        "TTFT memory",
+        "s/prediction",
+        "predictions/task",
+    )
+    rows = [head]
+    for plan in plans:
+        params = f"{plan.model.params / 1e6:.0f}M" if plan.model.params else "?"
+        for s in plan.stages:
+            rows.append(
+                (
+                    plan.model.label,
+                    plan.model.source,
+                    params,
+                    f"{s.prompt_tokens}+{s.answer_tokens}" + (" *" if s.extrapolated else ""),
+                    f"{s.step_s:.3g}",
+                    str(s.steps),
+                    _memory(s),
+                    f"{s.prediction_s:.3g}",
+                    str(s.predictions),
+                )
+            )
+    first = plans[0]
+    lines = plan_header(first)[:1] + plan_header(first)[2:] + ["", markdown(rows), ""]
+    if any(s.extrapolated for p in plans for s in p.stages):
+        lines.append("* beyond the longest measured sequence: extrapolated by the fitted formula")
+    lines.append("assumptions:")
+    seen: list[str] = []
+    for plan in plans:
+        seen += [a for a in plan.model.assumptions if a not in seen]
+    lines += [f"  - {a}" for a in seen + [TYPICAL_SIZES_NOTE]]
+    return "\n".join(lines)
+
+
+def plan_dict(plan: RunPlan) -> dict:
+    return {
+        "profile": plan.profile.name,
+        "model": plan.model.label,
+        "source": plan.model.source,
+        "budget_s": plan.budget_s,
+        "workers": plan.workers,
+        "tasks_per_worker": plan.tasks_per_worker,
+        "fixed_s": plan.fixed_s,
+        "task_s": plan.task_s,
+        "train_share": plan.train_share,
+        "stages": [s.__dict__ | {"fits_memory": s.fits_memory} for s in plan.stages],
+        "assumptions": plan.model.assumptions + [TYPICAL_SIZES_NOTE],
+    }
