@@ -36,10 +36,15 @@ def main() -> None:
         out = Path(args.out) / f"budget-{budget:g}"
         report = simulate(
             SimulationOptions(
-                out=out, data=args.data, smallest=args.smallest, model=args.model,
-                config=Path(args.config) if args.config else None, profile="local-cpu",
-                budget_s=budget, workers=args.workers,
-            ),  # fmt: skip
+                out=out,
+                data=args.data,
+                smallest=args.smallest,
+                model=args.model,
+                config=Path(args.config) if args.config else None,
+                profile="local-cpu",
+                budget_s=budget,
+                workers=args.workers,
+            ),
             echo=lambda line: None,
         )
         run, kernel = report["run"], report.get("kernel_report") or {}
@@ -55,7 +60,7 @@ def main() -> None:
                 (kernel.get("fine_tuning") or {}).get("steps", 0),
                 len(kernel.get("faults", [])),
                 report["submission"]["valid"],
-                report["submission"].get("score"),
+                (report["submission"].get("score") or {}).get("score"),
             )
         )
     print(f"# kernel budget use, {platform.node()}, {time.strftime('%Y-%m-%d')}, {args.workers} workers, "
@@ -63,7 +68,10 @@ def main() -> None:
     print("| budget s | elapsed s | used | overrun | tasks by the model | TTFT steps | faults | valid | score |")
     print("|---|---|---|---|---|---|---|---|---|")
     for budget, elapsed, used, overrun, done, steps, faults, valid, score in rows:
-        print(f"| {budget:g} | {elapsed:.0f} | {used:.0%} | {overrun} | {done} | {steps} | {faults} | {valid} | {score} |")
+        shown = "-" if score is None else f"{score:.2f}"
+        print(
+            f"| {budget:g} | {elapsed:.0f} | {used:.0%} | {overrun} | {done} | {steps} | {faults} | {valid} | {shown} |"
+        )
 
 
 if __name__ == "__main__":

@@ -187,6 +187,7 @@ class KernelConfig:
     grace_s: float = 60.0  # a worker past its task's deadline by this much is killed
     smoke_tasks: int = 4  # placeholder test file: the full path on this many smallest tasks
     smoke_budget_s: float = 1800.0  # ... within this many seconds; the rest keep the fallback
+    profile_machine: bool = False  # measure the machine (arcsub profile) instead of solving: profile.json
 
     def __post_init__(self):
         if not 0 < self.train_share < 1:

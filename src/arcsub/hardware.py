@@ -33,3 +33,15 @@ def default_device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def free_accelerator_memory() -> None:
+    """Hand the memory of dropped tensors back to the GPU (torch's caching allocator
+    keeps it otherwise, and vLLM, starting next, checks that its share is free)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

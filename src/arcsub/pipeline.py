@@ -15,18 +15,18 @@ predictions per task), so running the command again resumes rather than repeats.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .config import Config, config_to_toml, save_config
 from .errors import ArcsubError
 from .finetune import STOP_SKIPPED, load_for_training, train_tasks
+from .hardware import free_accelerator_memory
 from .inference import RunStore, infer, write_selected_submission
 from .io import write_json_atomic
 from .models.loading import load_tokenizer
@@ -129,7 +129,7 @@ def run_pipeline(
         trained = train_tasks(model, tokenizer, tasks, config, out / "adapters", progress=progress)
         result.trained = {task_id: r.to_dict() for task_id, r in trained.items()}
         del model
-        gc.collect()
+        free_accelerator_memory()  # the engine starts next, on the same GPU
         if any(r.stop_reason != STOP_SKIPPED for r in trained.values()):  # else there is no adapter to serve
             adapters_dir = out / "adapters"
         result.seconds["finetune"] = time.time() - start

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..config import Config, load_config, save_config
 from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
 from ..errors import ArcsubError
+from ..io import write_json_atomic
 from ..tasks import Task, load_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget
@@ -148,7 +149,7 @@ def run_kernel(
         limit = min(limit, config.kernel.smoke_budget_s)
     budget = Budget(start, limit, profile.plan.safety_margin_s)
     for line in inputs.describe():
-        log.info("%s", line)
+        log.debug("%s", line)
     log.info("%s; %s run: %d task(s) to do, planned to end %.0fs after start",
              profile.summary(), mode, len(todo), budget.deadline - start)  # fmt: skip
 
@@ -166,6 +167,9 @@ def run_kernel(
             workers = len(gpus)
     if inputs.model_dir is None:
         raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
+
+    if config.kernel.profile_machine:
+        return profile_machine(inputs.model_dir, config, device, working, gpus, start)
 
     temp.mkdir(parents=True, exist_ok=True)
     (temp / "logs").mkdir(exist_ok=True)
@@ -194,6 +198,29 @@ def run_kernel(
     )  # fmt: skip
     for line in write_report(report, working):
         log.info("%s", line)
+    return report
+
+
+def profile_machine(model_dir: Path, config: Config, device: str, working: Path, gpus: list, start: float) -> dict:
+    """Profile mode (``kernel.profile_machine``): one push measures Kaggle's machine
+    (``arcsub profile plan --from profile.json`` projects a run from it). The fallback
+    submission stays; one GPU is measured, in the serving dtype the profile sets."""
+    from ..profile import measure_profile
+
+    log.info("profile mode: measuring %s on %s (the fallback submission stays)", model_dir, gpus or device)
+    measure_profile(
+        model_dir,
+        working / "profile.json",
+        backend=config.inference.backend,
+        device=device,
+        quick=device == "cpu",  # a CPU dry run proves the path; the GPU run measures the full grid
+        config=config,
+        notify=lambda line: log.info("%s", line),
+        progress=False,
+    )  # fmt: skip
+    report = {"mode": "profile", "profile_json": str(working / "profile.json"), "gpus": gpus,
+              "elapsed_s": round(time.time() - start, 1)}  # fmt: skip
+    write_json_atomic(working / "report.json", report, indent=1)
     return report
 
 

@@ -129,7 +129,7 @@ class Supervisor:
             self.stop_workers()
         self.record.not_started = list(self.queue)
         done = len(self.record.results)
-        log.info("kernel: %d/%d task(s) done, %d fault(s)", done, total, len(self.record.faults))
+        log.debug("kernel: %d/%d task(s) done, %d fault(s)", done, total, len(self.record.faults))
         return self.record
 
     # ------------------------------------------------------------ workers
@@ -161,7 +161,7 @@ class Supervisor:
         os.close(write_fd)
         slot.events = os.fdopen(read_fd, "r")
         slot.ready, slot.task, slot.starts = False, None, slot.starts + 1
-        log.info("worker %d: starting (log: %s)", slot.index, slot.log_path)
+        log.debug("worker %d: starting (log: %s)", slot.index, slot.log_path)
 
     def assign(self, now: float) -> None:
         for slot in self.slots:
@@ -212,7 +212,7 @@ class Supervisor:
             slot.facts = {k: v for k, v in event.items() if k not in ("event", "worker")}
             self.record.startups.append(event["startup_s"])
             self.record.workers.append({"worker": slot.index, **slot.facts})
-            log.info("worker %d: ready in %.0fs", slot.index, event["startup_s"])
+            log.info("worker %d: ready in %.0fs (log: %s)", slot.index, event["startup_s"], slot.log_path.name)
         elif kind == "done":
             task_id = event["task"]
             self.book.add(task_id, event["attempts"], event["source"])

@@ -80,16 +80,7 @@ def _size(n: float) -> str:
 def final_lines(report: dict) -> list[str]:
     """What the simulator prints at the end."""
     sub, limits, run = report["submission"], report["limits"], report["run"]
-    lines = []
-    kernel_report = report.get("kernel_report") or {}
-    if kernel_report:
-        parts = [str(kernel_report["summary"]).strip().replace("\n", "\n  ")] if "summary" in kernel_report else []
-        if isinstance(kernel_report.get("budget_used"), (int, float)):
-            parts.append(f"budget used {kernel_report['budget_used']:.0%}")
-        if isinstance(kernel_report.get("elapsed_s"), (int, float)):
-            parts.append(f"elapsed {kernel_report['elapsed_s']:.1f} s")
-        if parts:
-            lines.append("kernel report: " + "; ".join(parts))
+    lines = []  # the kernel's own summary was passed through with its output (and is in simulation.json)
     if sub["valid"]:
         tests = report["tasks"]["test_inputs"]
         lines.append(f"submission: valid ({report['tasks']['count']} tasks, {tests} test inputs, 2 attempts each)")
