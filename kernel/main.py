@@ -42,6 +42,7 @@ def say(message: str) -> None:
 
 
 def find_file(root: Path, name: str, depth: int = 7) -> Path | None:
+    # arcsub.kernel.inputs walks the same way; this copy runs before arcsub is installed.
     level = [root]
     for _ in range(depth + 1):
         following = []
