@@ -112,6 +112,8 @@ class Worker:
         adapter = None
         if plan.steps > 0:
             adapter, stats["train"], plan = self.fine_tune_task(task, plan, deadline)
+            # the plan followed (after the probe, on a worker's first task)
+            stats["plan"].update(steps=plan.steps, augmentations=plan.augmentations, scoring=plan.scoring)
         config = dataclasses.replace(
             self.config,
             inference=dataclasses.replace(inference, num_augmentations=plan.augmentations, scoring=plan.scoring),
