@@ -27,7 +27,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
 
 from ..config import KernelConfig
 from ..tasks import Task
@@ -56,7 +55,8 @@ class WorkerSlot:
     spec_path: Path
     log_path: Path
     proc: subprocess.Popen | None = None
-    events: IO[str] | None = None
+    events: int | None = None  # the read end of the worker's events pipe
+    pending: bytes = b""  # the start of an event line not read whole yet
     ready: bool = False
     task: str | None = None
     task_deadline: float = 0.0
@@ -159,7 +159,7 @@ class Supervisor:
                 env=slot.env, pass_fds=(write_fd,), start_new_session=True, text=True,
             )  # fmt: skip
         os.close(write_fd)
-        slot.events = os.fdopen(read_fd, "r")
+        slot.events, slot.pending = read_fd, b""
         slot.ready, slot.task, slot.starts = False, None, slot.starts + 1
         log.debug("worker %d: starting (log: %s)", slot.index, slot.log_path)
 
@@ -191,19 +191,25 @@ class Supervisor:
             pass  # it died: check_workers records it
 
     def read_events(self) -> None:
+        """Whole event lines from every worker that wrote some (raw reads: a buffered
+        reader could hold a second line back from ``select``)."""
         readers = {s.events: s for s in self.slots if s.events is not None}
         if not readers:
             time.sleep(POLL_S)
             return
         ready, _, _ = select.select(list(readers), [], [], POLL_S)
-        for stream in ready:
-            slot = readers[stream]
-            line = stream.readline()
-            if not line:  # the worker closed its end: it is exiting
-                stream.close()
-                slot.events = None
-                continue
-            self.on_event(slot, json.loads(line))
+        for fd in ready:
+            self.take_events(readers[fd], os.read(fd, 1 << 20))
+
+    def take_events(self, slot: WorkerSlot, data: bytes) -> None:
+        if not data:  # the worker closed its end: it is exiting
+            os.close(slot.events)
+            slot.events, slot.pending = None, b""
+            return
+        *lines, slot.pending = (slot.pending + data).split(b"\n")
+        for line in lines:
+            if line.strip():
+                self.on_event(slot, json.loads(line))
 
     def on_event(self, slot: WorkerSlot, event: dict) -> None:
         kind = event["event"]
@@ -247,15 +253,12 @@ class Supervisor:
 
     def drain(self, slot: WorkerSlot) -> None:
         """Events the worker wrote before it exited (a result may be among them)."""
-        if slot.events is None:
-            return
-        for line in slot.events:
+        while slot.events is not None:
             try:
-                self.on_event(slot, json.loads(line))
-            except ValueError:
-                break
-        slot.events.close()
-        slot.events = None
+                self.take_events(slot, os.read(slot.events, 1 << 20))
+            except ValueError:  # a line cut short by the kill: nothing more to read
+                os.close(slot.events)
+                slot.events, slot.pending = None, b""
 
     def fault(self, slot: WorkerSlot, what: str) -> None:
         fault = Fault(slot.task, slot.index, what, round(time.time() - self.budget.start, 1))
