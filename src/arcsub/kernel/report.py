@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,25 +12,6 @@ from .plan import Budget
 from .supervisor import RunRecord
 
 log = logging.getLogger("arcsub.kernel")
-
-
-def nvidia_smi() -> list[dict[str, str]]:
-    """GPU names, memory and driver from ``nvidia-smi`` (no CUDA initialised here)."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"name": parts[0], "memory": parts[1], "driver": parts[2]})
-    return gpus
 
 
 def _sum(results: dict[str, dict], *keys: str) -> float:

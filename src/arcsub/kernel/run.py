@@ -28,12 +28,13 @@ from pathlib import Path
 from ..config import Config, load_config, save_config
 from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
 from ..errors import ArcsubError
+from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
 from ..tasks import Task, load_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget
 from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile_for_slug
-from .report import build_report, nvidia_smi, write_report
+from .report import build_report, write_report
 from .results import SubmissionBook
 from .spec import WorkerSpec
 from .supervisor import Supervisor, WorkerSlot
@@ -153,7 +154,7 @@ def run_kernel(
     log.info("%s; %s run: %d task(s) to do, planned to end %.0fs after start",
              profile.summary(), mode, len(todo), budget.deadline - start)  # fmt: skip
 
-    gpus = nvidia_smi()
+    gpus = nvidia_gpus()
     device = profile.machine.accelerator
     workers = int(environ.get("ARCSUB_WORKERS") or profile.machine.worker_count)
     if device == "cuda":

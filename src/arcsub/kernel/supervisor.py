@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..config import KernelConfig
 from ..tasks import Task
-from .plan import Budget, task_slice
+from .plan import Budget, order_longest_first, task_slice
 from .results import SubmissionBook
 
 log = logging.getLogger("arcsub.kernel")
@@ -98,7 +98,7 @@ class Supervisor:
     ):
         self.tasks = {t.id: t for t in tasks}
         self.weights = {t.id: float(t.cells) for t in tasks}
-        self.queue = sorted(self.weights, key=lambda tid: (-self.weights[tid], tid))  # longest first
+        self.queue = order_longest_first(self.weights)
         self.book = book
         self.budget = budget
         self.settings = settings

@@ -25,7 +25,6 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 
 from ..config import Config
 from ..console import progress_bar, say
+from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
 from ..models import config_facts as facts
 from ..models.default import DEFAULT_NAME, resolve_model
@@ -188,20 +188,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _nvidia_smi(query: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-
-
 def machine_facts(device) -> dict[str, Any]:
     import torch
     import transformers
@@ -225,7 +211,7 @@ def machine_facts(device) -> dict[str, Any]:
             gpu_memory_bytes=props.total_memory,
             compute_capability=f"{props.major}.{props.minor}",
             cuda=torch.version.cuda,
-            driver=_nvidia_smi("driver_version"),
+            driver=next((g["driver"] for g in nvidia_gpus()), None),
         )
     return found
 
