@@ -12,9 +12,9 @@ import sys
 
 from .. import __version__
 from ..errors import ArcsubError
-from . import data, finetune, infer, model, profile, simulate, submission
+from . import data, finetune, infer, model, profile, push, simulate, submission
 
-COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile)
+COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile, push)
 
 
 def build_parser() -> argparse.ArgumentParser:

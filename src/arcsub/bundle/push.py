@@ -1,0 +1,317 @@
+"""``arcsub push``: upload the built bundle to Kaggle with the official ``kaggle`` CLI.
+
+The upload folders (written by the bundle builder) are, in push order::
+
+    BUILD/wheels/   a dataset folder: files + dataset-metadata.json (id "owner/slug", title, licenses)
+    BUILD/model/    a dataset folder, same layout
+    BUILD/kernel/   main.py + kernel-metadata.json (id, code_file, ...)
+
+Each dataset goes through ``kaggle datasets status OWNER/SLUG`` first (one
+``GetDatasetStatus`` request): exit 0 means the dataset exists, so a new version is
+pushed (``kaggle datasets version -p DIR -m MESSAGE --dir-mode skip``); a "not found"
+answer (exit 1, HTTP 404) means it is new (``kaggle datasets create -p DIR --dir-mode
+skip``, private); any other failure stops the push. ``datasets status`` is then polled
+until Kaggle has processed the upload ("ready"). Then ``kaggle kernels push -p
+BUILD/kernel``.
+
+The CLI exits 0 even when the server rejects an upload (it prints "Kernel push error:",
+"Dataset creation error:", or lists invalid sources), so every command's output is read:
+a known error line, or the absence of the CLI's success line, raises :class:`PushError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ArcsubError
+
+DATASET_FOLDERS = ("wheels", "model")
+KERNEL_FOLDER = "kernel"
+DATASET_METADATA = "dataset-metadata.json"
+KERNEL_METADATA = "kernel-metadata.json"
+DEFAULT_MESSAGE = "arcsub push"
+COMMAND_TIMEOUT_S = 6 * 3600  # a multi-GB wheels upload on a slow line
+READY_WAIT_S = 1800.0  # Kaggle unpacks a multi-GB dataset before a kernel can attach it
+READY_POLL_S = 15.0
+
+# What the CLI prints (kaggle 2.2.5) when the server refused something but it still exits 0.
+_ERROR_MARKERS = (
+    "Kernel push error",
+    "Dataset creation error",
+    "Dataset version creation error",
+    "are not valid tags",
+    "are not valid dataset sources",
+    "are not valid competition sources",
+    "are not valid kernel sources",
+    "are not valid model sources",
+    "Upload unsuccessful",
+)
+_DATASET_OK = re.compile(
+    r"(?:Dataset is being created|Dataset version is being created)\. Please check progress at (\S+)"
+)
+_KERNEL_OK = re.compile(r"Kernel version (?:\d+ )?successfully pushed\.\s+Please check progress at (\S+)")
+
+
+class PushError(ArcsubError):
+    """A push cannot start (missing folder, metadata or credentials) or Kaggle refused part of it."""
+
+
+@dataclass
+class Step:
+    """One CLI command of the push, with what it printed."""
+
+    command: list[str]
+    returncode: int | None = None
+    output: str = ""  # stdout then stderr
+    stderr: str = ""
+
+
+@dataclass
+class PushResult:
+    datasets: dict[str, str] = field(default_factory=dict)  # "owner/slug" -> "create" | "version"
+    dataset_urls: dict[str, str] = field(default_factory=dict)
+    kernel_ref: str = ""
+    kernel_url: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    dry_run: bool = False
+
+
+# ---------------------------------------------------------------- reading the build
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise PushError(f"{path}: missing; build the bundle first (python build_kernel.py)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PushError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise PushError(f"{path}: expected a JSON object")
+    return data
+
+
+def _dataset_ref(folder: Path) -> tuple[str, dict]:
+    meta = _read_json(folder / DATASET_METADATA)
+    ref = meta.get("id")
+    if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+        raise PushError(f"{folder / DATASET_METADATA}: 'id' must be 'owner/slug', got {ref!r}")
+    return ref, meta
+
+
+def _kernel_meta(folder: Path) -> dict:
+    meta = _read_json(folder / KERNEL_METADATA)
+    ref, code_file = meta.get("id"), meta.get("code_file")
+    if not isinstance(ref, str) or ref.count("/") != 1:
+        raise PushError(f"{folder / KERNEL_METADATA}: 'id' must be 'owner/slug', got {ref!r}")
+    if not isinstance(code_file, str) or not (folder / code_file).is_file():
+        raise PushError(f"{folder / KERNEL_METADATA}: code_file {code_file!r} is not a file in {folder}")
+    # The CLI defaults a missing enable_internet to true, and a code-competition kernel with
+    # internet on cannot be submitted: refuse rather than push a kernel that cannot score.
+    if meta.get("enable_internet") not in (False, "false"):
+        raise PushError(f"{folder / KERNEL_METADATA}: enable_internet must be false for a competition submission")
+    return meta
+
+
+# ---------------------------------------------------------------- the CLI and its credentials
+def kaggle_executable() -> str:
+    """The ``kaggle`` script next to this Python (the same virtual environment), else on PATH."""
+    beside = Path(sys.executable).parent / "kaggle"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("kaggle")
+    if found:
+        return found
+    raise PushError("the kaggle CLI is not installed: pip install kaggle==2.2.5 six")
+
+
+def has_credentials(env: Mapping[str, str]) -> bool:
+    """Whether the CLI will find credentials: KAGGLE_USERNAME + KAGGLE_KEY, KAGGLE_API_TOKEN,
+    or a kaggle.json / access_token file where the CLI looks for them."""
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return True
+    if env.get("KAGGLE_API_TOKEN"):
+        return True
+    home = Path(env.get("HOME") or Path.home())
+    dirs = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
+    dirs += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
+    files = [d / "kaggle.json" for d in dirs] + [
+        home / ".kaggle" / "access_token",
+        home / ".kaggle" / "access_token.txt",
+    ]
+    return any(f.is_file() and f.stat().st_size > 0 for f in files)
+
+
+def _run(step: Step, env: Mapping[str, str], cwd: Path) -> Step:
+    try:
+        done = subprocess.run(
+            step.command,
+            check=False,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PushError(f"`{_show(step.command)}` could not run: {exc}") from None
+    step.returncode = done.returncode
+    step.output = (done.stdout or "") + (done.stderr or "")
+    step.stderr = done.stderr or ""
+    return step
+
+
+def _show(command: list[str]) -> str:
+    return " ".join(["kaggle", *command[1:]])
+
+
+def _lines(text: str) -> list[str]:
+    """Non-empty lines, without tqdm's progress bars."""
+    return [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip() and "%|" not in ln]
+
+
+def _first_line(step: Step) -> str:
+    """The line that says what went wrong: a known error line, else stderr's first line
+    (where the CLI prints exceptions), else the last line printed."""
+    lines = _lines(step.output)
+    for ln in lines:
+        if any(m in ln for m in _ERROR_MARKERS):
+            return ln
+    errors = _lines(step.stderr)
+    if errors:
+        return errors[0]
+    return lines[-1] if lines else "(no output)"
+
+
+def _check(step: Step, success: re.Pattern, what: str) -> str:
+    """The URL from the CLI's success line; PushError on a non-zero exit, an error line,
+    or output without the success line."""
+    output = step.output
+    if step.returncode != 0:
+        raise PushError(f"{what}: `{_show(step.command)}` failed (exit {step.returncode}): {_first_line(step)}")
+    if any(m in output for m in _ERROR_MARKERS):
+        raise PushError(f"{what}: Kaggle refused it: {_first_line(step)}")
+    found = success.search(output)
+    if found is None:
+        raise PushError(f"{what}: `{_show(step.command)}` printed no success line: {_first_line(step)}")
+    return found.group(1)
+
+
+def _wait_until_ready(
+    kaggle: str, ref: str, env: Mapping[str, str], cwd: Path, steps: list[Step], echo, wait_s: float
+) -> None:
+    """Poll ``kaggle datasets status`` until Kaggle has processed the upload: a kernel
+    pushed while its dataset is still processing can fail to attach it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        step = _run(Step([kaggle, "datasets", "status", ref]), env, cwd)
+        steps.append(step)
+        lines = _lines(step.output)
+        status = lines[-1].lower() if lines and step.returncode == 0 else ""
+        if status == "ready":
+            return
+        if status in ("failed", "deleted"):  # kagglesdk DatabundleVersionStatus
+            raise PushError(f"dataset {ref}: Kaggle could not process the upload (status {status}); see its page")
+        if time.monotonic() >= deadline:
+            raise PushError(
+                f"dataset {ref}: not ready after {wait_s:g} s (last status: {status or _first_line(step)}); "
+                "push again once its page says it is ready"
+            )
+        echo(f"dataset {ref}: {status or 'status unknown'}; waiting for Kaggle to process it")
+        time.sleep(min(READY_POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+def _dataset_exists(kaggle: str, ref: str, env: Mapping[str, str], cwd: Path, steps: list[Step]) -> bool:
+    step = _run(Step([kaggle, "datasets", "status", ref]), env, cwd)
+    steps.append(step)
+    if step.returncode == 0:
+        return True
+    if re.search(r"not found|\b404\b", step.output, re.IGNORECASE):
+        return False
+    raise PushError(f"dataset {ref}: `{_show(step.command)}` failed (exit {step.returncode}): {_first_line(step)}")
+
+
+# ---------------------------------------------------------------- the push
+def push(
+    build_dir: str | os.PathLike,
+    *,
+    dry_run: bool = False,
+    message: str = DEFAULT_MESSAGE,
+    env: Mapping[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
+    ready_wait_s: float = READY_WAIT_S,
+) -> PushResult:
+    """Push the two datasets, then the kernel; return what was pushed and the kernel's URL.
+
+    ``env`` is the CLI's environment (default: this process's). ``dry_run`` prints the
+    commands and each folder's metadata through ``echo`` and runs nothing."""
+    from ..console import say
+
+    echo = echo or say
+    env = dict(os.environ if env is None else env)
+    build = Path(build_dir).resolve()
+    if not build.is_dir():
+        raise PushError(f"{build}: no such build folder; build the bundle first (python build_kernel.py)")
+    datasets = []
+    for name in DATASET_FOLDERS:
+        folder = build / name
+        if not folder.is_dir():
+            raise PushError(f"{folder}: missing dataset folder; build the bundle first (python build_kernel.py)")
+        ref, meta = _dataset_ref(folder)
+        datasets.append((folder, ref, meta))
+    kernel_folder = build / KERNEL_FOLDER
+    kernel_meta = _kernel_meta(kernel_folder)
+    result = PushResult(kernel_ref=kernel_meta["id"], dry_run=dry_run)
+
+    if dry_run:
+        kaggle = "kaggle"
+        for folder, ref, meta in datasets:
+            echo(f"# dataset {ref} ({folder}): {DATASET_METADATA}")
+            echo(json.dumps(meta, indent=2))
+            echo(f"{kaggle} datasets status {ref}")
+            echo(f"  if not found: {kaggle} datasets create -p {folder} --dir-mode skip")
+            echo(f"  else:         {kaggle} datasets version -p {folder} -m {json.dumps(message)} --dir-mode skip")
+            echo(f"  then, until it prints ready: {kaggle} datasets status {ref}")
+        echo(f"# kernel {kernel_meta['id']} ({kernel_folder}): {KERNEL_METADATA}")
+        echo(json.dumps(kernel_meta, indent=2))
+        echo(f"{kaggle} kernels push -p {kernel_folder}")
+        if not has_credentials(env):
+            echo("note: no Kaggle credentials found (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY)")
+        return result
+
+    if not has_credentials(env):
+        raise PushError(
+            "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (Kaggle > Settings > API > Create New Token) "
+            "or set KAGGLE_USERNAME and KAGGLE_KEY"
+        )
+    kaggle = kaggle_executable()
+    for folder, ref, _meta in datasets:
+        exists = _dataset_exists(kaggle, ref, env, build, result.steps)
+        if exists:
+            command = [kaggle, "datasets", "version", "-p", str(folder), "-m", message, "--dir-mode", "skip"]
+        else:
+            command = [kaggle, "datasets", "create", "-p", str(folder), "--dir-mode", "skip"]
+        action = "version" if exists else "create"
+        echo(f"dataset {ref}: {'new version' if exists else 'creating'} from {folder} ...")
+        step = _run(Step(command), env, build)
+        result.steps.append(step)
+        url = _check(step, _DATASET_OK, f"dataset {ref}")
+        result.datasets[ref] = action
+        result.dataset_urls[ref] = url
+        echo(f"dataset {ref}: {action} accepted: {url}")
+        _wait_until_ready(kaggle, ref, env, build, result.steps, echo, ready_wait_s)
+
+    echo(f"kernel {kernel_meta['id']}: pushing {kernel_folder} ...")
+    step = _run(Step([kaggle, "kernels", "push", "-p", str(kernel_folder)]), env, build)
+    result.steps.append(step)
+    result.kernel_url = _check(step, _KERNEL_OK, f"kernel {kernel_meta['id']}")
+    echo(f"kernel {kernel_meta['id']}: pushed: {result.kernel_url}")
+    return result

@@ -1,0 +1,242 @@
+"""``arcsub push`` with the real kaggle CLI (2.2.5) against a fake Kaggle API on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_kaggle import FakeKaggle
+
+from arcsub.bundle.push import PushError, kaggle_executable, push
+from arcsub.errors import ArcsubError
+
+OWNER = "alice"
+WHEELS = f"{OWNER}/arcsub-wheels"
+MODEL = f"{OWNER}/arcsub-model"
+KERNEL = f"{OWNER}/arcsub-arc-solver"
+MAIN_PY = 'print("hello from the kernel")\n# ünïcode survives\n'
+
+pytestmark = pytest.mark.skipif(
+    not (Path(sys.executable).parent / "kaggle").is_file(), reason="kaggle CLI not installed (pip install -e .[dev])"
+)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def make_build(root: Path, **kernel_overrides) -> Path:
+    """build/kaggle/{wheels,model,kernel} as the bundle builder writes them (small)."""
+    build = root / "build" / "kaggle"
+    for name, ref, title, files in (
+        ("wheels", WHEELS, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": b"PK\x03\x04 wheel bytes"}),
+        ("model", MODEL, "arcsub model", {"config.json": b'{"model_type": "llama"}', "weights.bin": bytes(range(256))}),
+    ):
+        folder = build / name
+        folder.mkdir(parents=True)
+        for file, data in files.items():
+            (folder / file).write_bytes(data)
+        _write_json(folder / "dataset-metadata.json", {"id": ref, "title": title, "licenses": [{"name": "CC0-1.0"}]})
+    kernel = build / "kernel"
+    kernel.mkdir()
+    (kernel / "main.py").write_text(MAIN_PY, encoding="utf-8")
+    meta = {
+        "id": KERNEL,
+        "title": "arcsub arc solver",
+        "code_file": "main.py",
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_internet": False,
+        "machine_shape": "NvidiaTeslaT4",
+        "competition_sources": ["arc-prize-2025"],
+        "dataset_sources": [WHEELS, MODEL],
+        "model_sources": [],
+        "kernel_sources": [],
+    }
+    meta.update(kernel_overrides)
+    _write_json(kernel / "kernel-metadata.json", meta)
+    return build
+
+
+@pytest.fixture
+def fake():
+    server = FakeKaggle().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cli_env(fake, tmp_path):
+    """The CLI's environment: a temporary HOME, fake credentials, requests sent to the fake."""
+    home = tmp_path / "home"
+    (home / "tmp").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "https_proxy", "all_proxy")}
+    env = {k: v for k, v in env.items() if not k.startswith("KAGGLE_")}
+    env.update(fake.env(), HOME=str(home), TMPDIR=str(home / "tmp"), KAGGLE_USERNAME=OWNER, KAGGLE_KEY="not-a-key")
+    return env
+
+
+def test_push_creates_datasets_then_pushes_kernel(fake, cli_env, tmp_path):
+    build = make_build(tmp_path)
+    lines = []
+    result = push(build, env=cli_env, message="first", echo=lines.append)
+
+    assert result.kernel_url == f"https://www.kaggle.com/code/{KERNEL}"
+    assert result.datasets == {WHEELS: "create", MODEL: "create"}
+    status = "datasets.DatasetApiService/GetDatasetStatus"
+    upload = ["blobs.BlobApiService/StartBlobUpload", "PUT /upload"]
+    create = "datasets.DatasetApiService/CreateDataset"
+    # arcsub's `datasets status`, then `datasets create` (which checks the slug again
+    # itself), then `datasets status` until the upload is processed
+    assert fake.endpoints() == [
+        *[status, status, *upload, create, status],
+        *[status, status, *upload, *upload, create, status],
+        "kernels.KernelsApiService/SaveKernel",
+    ]
+    created = [r.body for r in fake.calls("datasets.DatasetApiService/CreateDataset")]
+    assert [(b["ownerSlug"], b["slug"], b["licenseName"], b["isPrivate"]) for b in created] == [
+        (OWNER, "arcsub-wheels", "CC0-1.0", True),
+        (OWNER, "arcsub-model", "CC0-1.0", True),
+    ]
+    # every file's bytes arrived, and each dataset names the tokens of its own files
+    uploaded = {r.body["name"]: r.body["contentLength"] for r in fake.calls("blobs.BlobApiService/StartBlobUpload")}
+    assert uploaded == {"arcsub-0.1.0-py3-none-any.whl": 16, "config.json": 23, "weights.bin": 256}
+    assert sorted(fake.uploads.values()) == sorted(
+        [b"PK\x03\x04 wheel bytes", b'{"model_type": "llama"}', bytes(range(256))]
+    )
+    assert [len(b["files"]) for b in created] == [1, 2]
+
+    (save,) = fake.calls("kernels.KernelsApiService/SaveKernel")
+    body = save.body
+    assert body["slug"] == KERNEL
+    assert body["text"] == MAIN_PY
+    assert body["language"] == "python" and body["kernelType"] == "script"
+    assert body["enableInternet"] is False
+    assert body["enableGpu"] is True
+    assert body["isPrivate"] is True
+    assert body["machineShape"] == "NvidiaTeslaT4"
+    assert body["datasetDataSources"] == [WHEELS, MODEL]
+    assert body["competitionDataSources"] == ["arc-prize-2025"]
+    assert any(result.kernel_url in line for line in lines)
+
+
+def test_existing_datasets_get_a_new_version(fake, cli_env, tmp_path):
+    fake.existing_datasets.update({WHEELS, MODEL})
+    result = push(make_build(tmp_path), env=cli_env, message="retrained adapters", echo=lambda _: None)
+
+    assert result.datasets == {WHEELS: "version", MODEL: "version"}
+    assert not fake.calls("datasets.DatasetApiService/CreateDataset")
+    versions = [r.body for r in fake.calls("datasets.DatasetApiService/CreateDatasetVersion")]
+    assert [(b["ownerSlug"], b["datasetSlug"], b["body"]["versionNotes"]) for b in versions] == [
+        (OWNER, "arcsub-wheels", "retrained adapters"),
+        (OWNER, "arcsub-model", "retrained adapters"),
+    ]
+    assert result.kernel_url == f"https://www.kaggle.com/code/{KERNEL}"
+
+
+def test_kernel_error_fails_although_the_cli_exits_0(fake, cli_env, tmp_path):
+    fake.kernel_error = "Notebook not found"
+    with pytest.raises(PushError, match="Kernel push error: Notebook not found") as caught:
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None)
+    assert isinstance(caught.value, ArcsubError)
+    assert "\n" not in str(caught.value)
+    assert len(fake.calls("kernels.KernelsApiService/SaveKernel")) == 1
+
+
+def test_invalid_sources_fail(fake, cli_env, tmp_path):
+    fake.kernel_invalid_dataset_sources = [MODEL]
+    with pytest.raises(PushError, match="not valid dataset sources"):
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None)
+
+
+@pytest.mark.parametrize(("status", "error"), [(403, "Permission denied"), (None, "Title already in use")])
+def test_dataset_error_stops_the_push(fake, cli_env, tmp_path, status, error):
+    fake.dataset_error_status, fake.dataset_error = status, error
+    with pytest.raises(PushError, match=f"dataset {WHEELS}.*{error}"):
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None)
+    assert not fake.calls("kernels.KernelsApiService/SaveKernel")  # nothing after the failure
+    assert len(fake.calls("datasets.DatasetApiService/CreateDataset")) == 1
+
+
+def test_a_dataset_kaggle_cannot_process_stops_the_push(fake, cli_env, tmp_path):
+    fake.processed_status = "FAILED"
+    with pytest.raises(PushError, match=f"dataset {WHEELS}: Kaggle could not process the upload"):
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None)
+    assert not fake.calls("kernels.KernelsApiService/SaveKernel")
+
+
+def test_a_dataset_still_processing_times_out(fake, cli_env, tmp_path):
+    fake.processed_status = "BLOBS_RECEIVED"
+    with pytest.raises(PushError, match=f"dataset {WHEELS}: not ready after 0 s .*blobs_received"):
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None, ready_wait_s=0)
+    assert not fake.calls("kernels.KernelsApiService/SaveKernel")
+
+
+def test_dry_run_runs_nothing(fake, cli_env, tmp_path):
+    lines = []
+    result = push(make_build(tmp_path), env=cli_env, dry_run=True, echo=lines.append)
+    assert fake.requests == []
+    assert result.dry_run and result.kernel_url is None
+    text = "\n".join(lines)
+    assert f"kaggle datasets status {WHEELS}" in text
+    assert "datasets create -p" in text and "datasets version -p" in text
+    assert "kaggle kernels push -p" in text
+    assert '"enable_internet": false' in text and '"title": "arcsub model"' in text
+
+
+def test_missing_credentials_stop_before_anything_runs(fake, cli_env, tmp_path):
+    del cli_env["KAGGLE_USERNAME"], cli_env["KAGGLE_KEY"]
+    with pytest.raises(PushError, match="no Kaggle credentials"):
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None)
+    assert fake.requests == []
+    kaggle_dir = Path(cli_env["HOME"]) / ".kaggle"
+    kaggle_dir.mkdir()
+    (kaggle_dir / "kaggle.json").write_text(json.dumps({"username": OWNER, "key": "not-a-key"}))
+    assert push(make_build(tmp_path / "again"), env=cli_env, echo=lambda _: None).kernel_url
+
+
+def test_metadata_problems_stop_before_anything_runs(fake, cli_env, tmp_path):
+    with pytest.raises(PushError, match="enable_internet must be false"):
+        push(make_build(tmp_path / "a", enable_internet=True), env=cli_env, echo=lambda _: None)
+    with pytest.raises(PushError, match="code_file 'missing.py'"):
+        push(make_build(tmp_path / "b", code_file="missing.py"), env=cli_env, echo=lambda _: None)
+    build = make_build(tmp_path / "c")
+    (build / "model" / "dataset-metadata.json").unlink()
+    with pytest.raises(PushError, match="model/dataset-metadata.json: missing"):
+        push(build, env=cli_env, echo=lambda _: None)
+    assert fake.requests == []
+
+
+def test_cli_push_command(fake, cli_env, tmp_path, monkeypatch, capsys):
+    from arcsub.cli import push as push_cli
+
+    parser = argparse.ArgumentParser(prog="arcsub")
+    push_cli.register(parser.add_subparsers(dest="command", required=True))
+    build = make_build(tmp_path)
+    for key in [
+        k for k in os.environ if k.lower() in ("no_proxy", "https_proxy", "all_proxy") or k.startswith("KAGGLE_")
+    ]:
+        monkeypatch.delenv(key)
+    for key, value in cli_env.items():
+        monkeypatch.setenv(key, value)
+
+    args = parser.parse_args(["push", "--build", str(build), "--dry-run"])
+    assert args.func(args) == 0
+    assert fake.requests == []
+    args = parser.parse_args(["push", "--build", str(build), "-m", "notes"])
+    assert args.func(args) == 0
+    assert f"https://www.kaggle.com/code/{KERNEL}" in capsys.readouterr().err
+    assert len(fake.calls("kernels.KernelsApiService/SaveKernel")) == 1
+
+
+def test_kaggle_executable_is_the_venvs():
+    assert Path(kaggle_executable()).parent == Path(sys.executable).parent
