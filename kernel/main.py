@@ -80,7 +80,11 @@ def first_submission(input_root: Path, working_root: Path) -> None:
 
 
 def ensure_arcsub(input_root: Path) -> None:
-    """Install every wheel of the wheels dataset offline when arcsub is not importable."""
+    """Install every wheel of the wheels dataset offline when arcsub is not importable.
+
+    ``--no-deps``: the set is complete by construction (``arcsub bundle check`` proves it
+    closed), so pip resolves nothing and never looks for an index; wheels whose version
+    is already installed are skipped."""
     try:
         import arcsub  # noqa: F401
 
@@ -95,7 +99,7 @@ def ensure_arcsub(input_root: Path) -> None:
     folder = wheel.parent
     say(f"installing the wheels in {folder} (offline)")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(folder),
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
          *map(str, sorted(folder.glob("*.whl")))],
         check=True,
     )  # fmt: skip

@@ -312,3 +312,23 @@ def test_the_real_kernel_survives_the_simulators_faults(tmp_path, tiny_llama_pat
         assert kernel["tasks"]["done"] >= 1  # the restarted worker went on
     else:
         assert report["limits"]["no_space"]
+
+
+def test_gpus_the_installed_torch_cannot_use_stop_the_kernel_with_one_line(kaggle_inputs, tmp_path):
+    # This machine has no GPU; an nvidia-smi on PATH that reports a T4 makes it look like
+    # Kaggle's with a wheel set that cannot use it (here: the CPU torch build).
+    root, tasks = kaggle_inputs
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'Tesla T4, 15360 MiB, 535.104.05'\n")
+    smi.chmod(0o755)
+    working = tmp_path / "working"
+    done = run_kernel_script(
+        root, working, budget=60, ARCSUB_PROFILE="arc-prize-2024", PATH=f"{bin_dir}:{os.environ['PATH']}"
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert "cannot use the 1 GPU(s) here (driver 535.104.05)" in out
+    assert "torch.cuda.is_available() is False" in out
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []

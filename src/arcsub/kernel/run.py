@@ -37,6 +37,7 @@ from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile
 from .report import build_report, write_report
 from .results import SubmissionBook
 from .spec import WorkerSpec
+from .stack import engine_environment, installed_versions, probe_cuda, require_usable_gpu
 from .supervisor import Supervisor, WorkerSlot
 
 log = logging.getLogger("arcsub.kernel")
@@ -155,6 +156,8 @@ def run_kernel(
              profile.summary(), mode, len(todo), budget.deadline - start)  # fmt: skip
 
     gpus = nvidia_gpus()
+    versions = installed_versions()
+    software: dict = {"versions": versions}
     device = profile.machine.accelerator
     workers = int(environ.get("ARCSUB_WORKERS") or profile.machine.worker_count)
     if device == "cuda":
@@ -166,6 +169,12 @@ def run_kernel(
         if len(gpus) < workers:
             log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
             workers = len(gpus)
+        software["cuda"] = cuda = probe_cuda()
+        log.info("GPUs: %s; driver %s; torch %s (CUDA %s)", ", ".join(g["name"] for g in gpus),
+                 gpus[0]["driver"], versions.get("torch"), cuda.get("cuda_build"))  # fmt: skip
+        require_usable_gpu(cuda, gpus, versions)
+        engine_env = engine_environment(cuda.get("capability") or profile.machine.compute_capability)
+        environ = {**engine_env, **environ}  # a setting the user made wins
     if inputs.model_dir is None:
         raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
 
@@ -196,6 +205,7 @@ def run_kernel(
     report = build_report(
         mode=mode, profile=profile, budget=budget, record=record, sources=book.sources,
         tasks_total=len(tasks), resumed=resumed, gpus=gpus, submission_saved=not book.unsaved,
+        software=software,
     )  # fmt: skip
     for line in write_report(report, working):
         log.info("%s", line)

