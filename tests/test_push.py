@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _tiny_wheel() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("arcsub/__init__.py", "")
+    return buffer.getvalue()
+
+
+WHEEL_BYTES = _tiny_wheel()
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
@@ -36,7 +48,7 @@ def make_build(root: Path, **kernel_overrides) -> Path:
     """build/kaggle/{wheels,model,kernel} as the bundle builder writes them (small)."""
     build = root / "build" / "kaggle"
     for name, ref, title, files in (
-        ("wheels", WHEELS, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": b"PK\x03\x04 wheel bytes"}),
+        ("wheels", WHEELS, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": WHEEL_BYTES}),
         ("model", MODEL, "arcsub model", {"config.json": b'{"model_type": "llama"}', "weights.bin": bytes(range(256))}),
     ):
         folder = build / name
@@ -109,10 +121,8 @@ def test_push_creates_datasets_then_pushes_kernel(fake, cli_env, tmp_path):
     ]
     # every file's bytes arrived, and each dataset names the tokens of its own files
     uploaded = {r.body["name"]: r.body["contentLength"] for r in fake.calls("blobs.BlobApiService/StartBlobUpload")}
-    assert uploaded == {"arcsub-0.1.0-py3-none-any.whl": 16, "config.json": 23, "weights.bin": 256}
-    assert sorted(fake.uploads.values()) == sorted(
-        [b"PK\x03\x04 wheel bytes", b'{"model_type": "llama"}', bytes(range(256))]
-    )
+    assert uploaded == {"arcsub-0.1.0-py3-none-any.whl": len(WHEEL_BYTES), "config.json": 23, "weights.bin": 256}
+    assert sorted(fake.uploads.values()) == sorted([WHEEL_BYTES, b'{"model_type": "llama"}', bytes(range(256))])
     assert [len(b["files"]) for b in created] == [1, 2]
 
     (save,) = fake.calls("kernels.KernelsApiService/SaveKernel")
@@ -181,6 +191,14 @@ def test_a_dataset_still_processing_times_out(fake, cli_env, tmp_path):
     assert not fake.calls("kernels.KernelsApiService/SaveKernel")
 
 
+def test_a_cpu_target_bundle_is_not_pushed(fake, cli_env, tmp_path):
+    build = make_build(tmp_path)
+    _write_json(build / "bundle.json", {"target": "cpu"})
+    with pytest.raises(PushError, match="built for the cpu target"):
+        push(build, env=cli_env, echo=lambda _: None)
+    assert fake.requests == []
+
+
 def test_dry_run_runs_nothing(fake, cli_env, tmp_path):
     lines = []
     result = push(make_build(tmp_path), env=cli_env, dry_run=True, echo=lines.append)
@@ -212,6 +230,17 @@ def test_metadata_problems_stop_before_anything_runs(fake, cli_env, tmp_path):
     build = make_build(tmp_path / "c")
     (build / "model" / "dataset-metadata.json").unlink()
     with pytest.raises(PushError, match="model/dataset-metadata.json: missing"):
+        push(build, env=cli_env, echo=lambda _: None)
+    # a rule only the full check knows (the CLI's 6-character dataset title), and a
+    # credential dropped into an upload folder after the build
+    build = make_build(tmp_path / "d")
+    meta = json.loads((build / "model" / "dataset-metadata.json").read_text())
+    _write_json(build / "model" / "dataset-metadata.json", {**meta, "title": "model"})
+    with pytest.raises(ArcsubError, match="title"):
+        push(build, env=cli_env, echo=lambda _: None)
+    build = make_build(tmp_path / "e")
+    (build / "model" / "kaggle.json").write_text('{"username": "alice", "key": "x"}')
+    with pytest.raises(ArcsubError, match="kaggle.json"):
         push(build, env=cli_env, echo=lambda _: None)
     assert fake.requests == []
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ArcsubError
+from .metadata import check_upload_folder
+from .secrets import refuse_secrets
 
 DATASET_FOLDERS = ("wheels", "model")
 KERNEL_FOLDER = "kernel"
@@ -118,6 +120,19 @@ def _kernel_meta(folder: Path) -> dict:
     if meta.get("enable_internet") not in (False, "false"):
         raise PushError(f"{folder / KERNEL_METADATA}: enable_internet must be false for a competition submission")
     return meta
+
+
+def _refuse_other_targets(build: Path) -> None:
+    """A bundle built for this machine (cpu wheels, Python 3.11) cannot run on Kaggle."""
+    manifest = build / "bundle.json"
+    if not manifest.is_file():
+        return  # upload folders written by hand: their metadata is all there is to check
+    target = _read_json(manifest).get("target")
+    if target != "kaggle":
+        raise PushError(
+            f"{build}: built for the {target} target (this machine's wheels), which cannot run on Kaggle; "
+            "build with --target kaggle, then push"
+        )
 
 
 # ---------------------------------------------------------------- the CLI and its credentials
@@ -260,6 +275,7 @@ def push(
     build = Path(build_dir).resolve()
     if not build.is_dir():
         raise PushError(f"{build}: no such build folder; build the bundle first (python build_kernel.py)")
+    _refuse_other_targets(build)
     datasets = []
     for name in DATASET_FOLDERS:
         folder = build / name
@@ -269,6 +285,11 @@ def push(
         datasets.append((folder, ref, meta))
     kernel_folder = build / KERNEL_FOLDER
     kernel_meta = _kernel_meta(kernel_folder)
+    # The same checks as the build: a folder edited by hand since then is caught here,
+    # before anything leaves this machine.
+    refuse_secrets([folder for folder, _ref, _meta in datasets] + [kernel_folder])
+    for folder in [*(f for f, _r, _m in datasets), kernel_folder]:
+        check_upload_folder(folder)
     result = PushResult(kernel_ref=kernel_meta["id"], dry_run=dry_run)
 
     if dry_run:
