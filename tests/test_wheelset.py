@@ -7,17 +7,23 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
+from packaging.tags import Tag
 
+from arcsub.bundle import wheelset
 from arcsub.bundle.build import repository_root
 from arcsub.bundle.wheelset import (
     TARGETS,
+    Pin,
     WheelSetError,
+    format_pin,
     get_target,
     parse_requirements,
     prove_closed,
     requirements_path,
     size_line,
     wheel_info_from_file,
+    wheel_infos_from_index,
 )
 
 KAGGLE, CPU = TARGETS["kaggle"], TARGETS["cpu"]
@@ -45,6 +51,21 @@ def test_a_complete_set_is_closed(tmp_path):
     assert report.ok, report.problems
     assert report.count == 2 and report.total_size > 0
     assert "2 wheels" in size_line(report) and "kaggle" in size_line(report)
+
+
+def test_the_target_tags_and_markers():
+    tags = KAGGLE.supported_tags()
+    assert Tag("cp312", "cp312", "manylinux_2_35_x86_64") in tags
+    assert Tag("cp312", "cp312", "manylinux1_x86_64") in tags  # every older manylinux tag is listed
+    assert Tag("cp38", "abi3", "manylinux_2_31_x86_64") in tags  # vllm's own wheel
+    assert Tag("py3", "none", "any") in tags and Tag("py3", "none", "manylinux2014_x86_64") in tags
+    assert Tag("cp312", "cp312", "linux_x86_64") not in tags  # unknown glibc: manylinux only
+    assert Tag("cp312", "cp312", "manylinux_2_36_x86_64") not in tags
+    assert Tag("cp311", "cp311", "manylinux_2_28_x86_64") not in tags
+    env = KAGGLE.marker_environment()
+    assert Marker('python_version >= "3.12" and sys_platform == "linux" and platform_machine == "x86_64"').evaluate(env)
+    assert not Marker('python_version >= "3.12"').evaluate(CPU.marker_environment())
+    assert hash(KAGGLE) == hash(TARGETS["kaggle"])  # frozen and hashable despite the dropped mapping
 
 
 def test_a_missing_requirement_and_a_wrong_version_are_named(tmp_path):
@@ -96,6 +117,16 @@ def test_duplicates_are_a_problem(tmp_path):
     assert any("a second wheel of lib" in p for p in report.problems)
 
 
+def test_a_lock_line_round_trips(tmp_path):
+    pins = [
+        Pin("torch", "2.13.0+cpu", "b" * 64, "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", 191794682),
+        Pin("nvidia-cudnn-cu12", "9.10.2.21", "c" * 64, "nvidia_cudnn_cu12-9.10.2.21-py3-none-manylinux_2_27_x86_64.whl", 7),
+    ]  # fmt: skip
+    path = tmp_path / "requirements-x.txt"
+    path.write_text("# a header\n# left out on purpose: x: why\n" + "\n".join(map(format_pin, pins)) + "\n")
+    assert parse_requirements(path) == pins
+
+
 def test_a_malformed_lock_line_is_named(tmp_path):
     path = tmp_path / "requirements-x.txt"
     path.write_text("# header\nlib==1.0 --hash=sha256:" + "a" * 64 + "  # lib-1.0-py3-none-any.whl 10\nlib>=1\n")
@@ -104,6 +135,44 @@ def test_a_malformed_lock_line_is_named(tmp_path):
     path.write_text("lib==1.0 --hash=sha256:" + "a" * 64 + "  # lib-1.0-py3-none-any.whl 10\n")
     (pin,) = parse_requirements(path)
     assert (pin.name, pin.version, pin.filename, pin.size) == ("lib", "1.0", "lib-1.0-py3-none-any.whl", 10)
+
+
+def test_index_metadata_is_cached_so_a_second_proof_is_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCSUB_CACHE_DIR", str(tmp_path / "cache"))
+    pin = Pin("vllm", "0.19.1", "d" * 64, "vllm-0.19.1-cp38-abi3-manylinux_2_31_x86_64.whl", 433132101)
+    served = "Metadata-Version: 2.1\nName: vllm\nVersion: 0.19.1\nRequires-Dist: torch==2.10.0\n"
+    calls = []
+
+    def fake_index(name):
+        calls.append(name)
+        return {pin.filename: {"url": "https://files.example/" + pin.filename, "size": pin.size}}
+
+    monkeypatch.setattr(wheelset, "index_files", fake_index)
+    monkeypatch.setattr(wheelset, "_fetch", lambda url, *a, **k: served.encode() if url.endswith(".metadata") else None)
+    (info,) = wheel_infos_from_index([pin], KAGGLE, echo=lambda _: None)
+    assert info.requires_dist == ("torch==2.10.0",) and info.has_metadata and calls == ["vllm"]
+
+    def offline(*_a, **_k):
+        raise AssertionError("the second proof went to the network")
+
+    monkeypatch.setattr(wheelset, "index_files", offline)
+    monkeypatch.setattr(wheelset, "_fetch", offline)
+    (again,) = wheel_infos_from_index([pin], KAGGLE, echo=lambda _: None)
+    assert again == info
+    report = prove_closed([again], KAGGLE)
+    assert report.problems == [f"{pin.filename}: requires torch==2.10.0, which is not in the set"]
+
+
+def test_a_wheel_without_index_metadata_is_a_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCSUB_CACHE_DIR", str(tmp_path / "cache"))
+    pin = Pin("lib", "1.0", "e" * 64, "lib-1.0-py3-none-any.whl", 10)
+    monkeypatch.setattr(wheelset, "index_files", lambda name: {pin.filename: {"url": "https://x/" + pin.filename}})
+    monkeypatch.setattr(wheelset, "core_metadata", lambda listed, size: None)  # no .metadata, no byte ranges
+    (info,) = wheel_infos_from_index([pin], KAGGLE, echo=lambda _: None)
+    assert not info.has_metadata and (info.name, info.version) == ("lib", "1.0")
+    (problem,) = prove_closed([info], KAGGLE).problems
+    assert problem.startswith("lib-1.0-py3-none-any.whl: the index has no core metadata")
+    assert not (tmp_path / "cache" / "wheel-metadata" / f"{pin.filename}.metadata").exists()  # asked again next time
 
 
 def test_an_unknown_target_is_one_line():

@@ -13,18 +13,23 @@ extras followed) is met by a wheel in the set. See docs/wheel-sets.md.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -39,8 +44,9 @@ from ..errors import ArcsubError
 from ..io import write_text_atomic
 
 INDEX = "https://pypi.org/simple"
-# Kaggle's documentation was not found here; 100 GB per dataset is what it has long
-# stated for a single dataset, used as a conservative assumption, not a checked fact.
+# ASSUMPTION, not a checked fact: no authoritative statement of Kaggle's per-dataset
+# limit was found (searched 2026-11-28; only third-party mentions of a private quota
+# "over 100 GB"). 100 GB is used as a conservative limit and every size line says so.
 DATASET_LIMIT_BYTES = 100 * 10**9
 DATASET_LIMIT_NOTE = "limit assumed 100 GB per dataset"
 HTTP_TIMEOUT_S = 60
@@ -64,7 +70,8 @@ class Target:
     abi: str  # "cp312"
     platforms: tuple[str, ...]
     pins: tuple[str, ...]  # the engine stack; arcsub's own dependencies are added at lock time
-    dropped: Mapping[str, str] = field(default_factory=dict)  # name -> why the set leaves it out
+    # name -> why the set leaves it out; hash=False keeps the frozen Target hashable
+    dropped: Mapping[str, str] = field(default_factory=dict, hash=False)
     description: str = ""
 
     def supported_tags(self) -> set[Tag]:
@@ -149,6 +156,11 @@ _PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+) --hash=sha
                        r"\s+#\s+(?P<file>\S+\.whl)\s+(?P<size>\d+)\s*$")  # fmt: skip
 
 
+def format_pin(pin: Pin) -> str:
+    """One lock line; pip reads it (the comment is ignored), ``parse_requirements`` reads it all."""
+    return f"{pin.name}=={pin.version} --hash=sha256:{pin.sha256}  # {pin.filename} {pin.size}"
+
+
 def parse_requirements(path: Path) -> list[Pin]:
     path = Path(path)
     if not path.is_file():
@@ -179,33 +191,59 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch(url: str, accept: str | None = None) -> bytes:
+def _fetch(url: str, accept: str | None = None, *, missing_ok: bool = False) -> bytes | None:
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
             return response.read()
+    except urllib.error.HTTPError as exc:
+        if missing_ok and exc.code == 404:
+            return None
+        raise WheelSetError(f"{url}: {exc}; the package index must be reachable for this step") from None
     except OSError as exc:
         raise WheelSetError(f"{url}: {exc}; the package index must be reachable for this step") from None
 
 
+@functools.cache  # lock asks once per pin for the size, the proof again for the url
 def index_files(name: str) -> dict[str, dict]:
     """The index's files of a project by file name (PEP 691 JSON: url, size, core-metadata)."""
     body = _fetch(f"{INDEX}/{canonicalize_name(name)}/", "application/vnd.pypi.simple.v1+json")
     return {f["filename"]: f for f in json.loads(body)["files"]}
 
 
+def resolve_command(target: Target, requirements: list[str], report: Path, scratch: Path) -> list[str]:
+    # --target keeps pip from judging what this venv has installed; nothing is written.
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--report", str(report)]
+    return [*command, "--target", str(scratch), *target.pip_flags(), *requirements]
+
+
 def resolve(target: Target, requirements: list[str], *, echo: Callable[[str], None]) -> list[dict]:
     """pip's resolution of ``requirements`` for ``target`` (its install report's entries)."""
     with tempfile.TemporaryDirectory(prefix="arcsub-lock-") as tmp:
         report = Path(tmp) / "report.json"
-        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
-        command += ["--report", str(report), "--target", str(Path(tmp) / "t"), *target.pip_flags(), *requirements]
+        command = resolve_command(target, requirements, report, Path(tmp) / "t")
         echo(f"resolving {len(requirements)} requirement(s) for {target.name} with pip (a minute or two)")
-        done = subprocess.run(command, check=False, capture_output=True, text=True)
-        if done.returncode != 0:
-            errors = [ln for ln in done.stderr.splitlines() if ln.startswith("ERROR")] or done.stderr.splitlines()[-2:]
-            raise WheelSetError(f"pip cannot resolve the {target.name} set: {' | '.join(errors)}")
+        with open(Path(tmp) / "stderr", "w+") as errors:
+            returncode = _run_counting(command, errors, echo=echo)
+            errors.seek(0)
+            lines = errors.read().splitlines()
+        if returncode != 0:
+            problems = [ln for ln in lines if ln.startswith("ERROR")] or lines[-2:]
+            raise WheelSetError(f"pip cannot resolve the {target.name} set: {' | '.join(problems)}")
         return json.loads(report.read_text())["install"]
+
+
+def _run_counting(command: list[str], errors, *, echo: Callable[[str], None]) -> int:
+    """Run pip, echoing now and then how many distributions it has collected (its own
+    output is a line per package; stderr goes to ``errors`` so a failure can be named)."""
+    collected = 0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as pip:
+        for line in pip.stdout:
+            if line.startswith("Collecting "):
+                collected += 1
+                if collected % 25 == 0:
+                    echo(f"  pip has collected {collected} distributions")
+    return pip.returncode
 
 
 def _pin_of(entry: dict) -> Pin:
@@ -228,6 +266,7 @@ def _local_path(entry: dict) -> Path | None:
 
 
 def _pinned_set(target: Target, requirements: list[str], *, echo) -> tuple[list[Pin], ClosureReport]:
+    """Resolve, pin (hash and size) and prove; the closure report names what pip missed."""
     entries = resolve(target, requirements, echo=echo)
     kept = [e for e in entries if canonicalize_name(e["metadata"]["name"]) not in target.dropped]
     echo(f"pinning {len(kept)} wheels (hashes and sizes from the index), then proving the set closed")
@@ -245,7 +284,7 @@ def lock(target: Target, root: Path, *, echo: Callable[[str], None] = print) -> 
     ``--python-version``: a requirement under ``python_version > "3.11"`` is missed when
     locking for 3.12 from 3.11. The proof (which evaluates markers for the target) names
     what is missing; it becomes a top-level requirement and the set is resolved again."""
-    requirements = [*target.pins, *arcsub_dependencies(root)]
+    requirements = [*target.pins, *arcsub_dependencies(root)]  # arcsub itself: built fresh by the bundle
     started = time.monotonic()
     for _round in range(4):
         pins, closure = _pinned_set(target, requirements, echo=echo)
@@ -263,18 +302,25 @@ def lock(target: Target, root: Path, *, echo: Callable[[str], None] = print) -> 
         f"# arcsub wheel set for the {target.name} target: {target.description}",
         f"# CPython {target.python_version} ({target.abi}), platforms {target.platforms[0]} .. {target.platforms[-1]}",
         f"# top-level: {' '.join(requirements)}",
+        f"# resolved with: {_shown_command(target, requirements)}",
         (
             f"# written by `arcsub bundle lock --target {target.name}` on {time.strftime('%Y-%m-%d')}; "
             "arcsub's own wheel is built by the bundle"
         ),
         *(f"# left out on purpose: {name}: {why}" for name, why in target.dropped.items()),
-        *(f"{p.name}=={p.version} --hash=sha256:{p.sha256}  # {p.filename} {p.size}" for p in pins),
+        *map(format_pin, pins),
     ]
     path = requirements_path(target, root)
     write_text_atomic(path, "\n".join(lines) + "\n")
-    total = sum(p.size for p in pins)
-    echo(f"{path}: {len(pins)} wheels, {total / 1e9:.2f} GB ({time.monotonic() - started:.0f} s)")
+    for name in closure.dropped_used:
+        echo(f"left out on purpose: {name}")
+    echo(f"{path}: {size_line(closure)}; closed ({time.monotonic() - started:.0f} s)")
     return path
+
+
+def _shown_command(target: Target, requirements: list[str]) -> str:
+    command = resolve_command(target, requirements, Path("report.json"), Path("scratch"))
+    return shlex.join(["python", *command[1:]])
 
 
 # ---------------------------------------------------------------- download
@@ -292,9 +338,10 @@ def download(target: Target, root: Path, dest: Path, *, echo: Callable[[str], No
             wanted.flush()
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes"]
             command += [*target.pip_flags(), "-d", str(dest), "-r", wanted.name]
-            done = subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            # pip's own output and progress bars go straight to the terminal: GBs take a while.
+            done = subprocess.run(command, check=False)
         if done.returncode != 0:
-            raise WheelSetError(f"pip download failed: {' | '.join(done.stderr.strip().splitlines()[-3:])}")
+            raise WheelSetError(f"pip download failed (exit {done.returncode}); its messages are above")
     else:
         echo(f"{len(pins)} pinned wheels already in {dest}")
     paths = [dest / p.filename for p in pins]
@@ -313,6 +360,7 @@ class WheelInfo:
     tags: frozenset[Tag]
     requires_dist: tuple[str, ...]
     size: int
+    has_metadata: bool = True  # False: the index had none for it, its requirements are unknown
 
 
 def _from_metadata(filename: str, text: str, size: int) -> WheelInfo:
@@ -343,6 +391,10 @@ def metadata_cache() -> Path:
     from ..models.default import cache_root
 
     return cache_root() / "wheel-metadata"
+
+
+class _NoRanges(Exception):
+    """The server answered a range request with something else than 206."""
 
 
 class _RemoteFile(io.RawIOBase):
@@ -377,41 +429,75 @@ class _RemoteFile(io.RawIOBase):
         except OSError as exc:
             raise WheelSetError(f"{self.url}: {exc}; the package index must be reachable for this step") from None
         if response.status != 206:  # a server that ignores ranges would send the whole file
-            raise WheelSetError(f"{self.url}: the server does not serve byte ranges; download the set")
+            raise _NoRanges(self.url)
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
 
 
-def remote_wheel_metadata(url: str, size: int) -> str:
-    """A remote wheel's ``*.dist-info/METADATA``, read through range requests."""
+def remote_wheel_metadata(url: str, size: int) -> str | None:
+    """A remote wheel's ``*.dist-info/METADATA``, read through range requests (None when
+    the server ignores ranges or the zip has none)."""
     handle = io.BufferedReader(_RemoteFile(url, size), buffer_size=256 * 1024)
-    with zipfile.ZipFile(handle) as archive:
-        member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-        return archive.read(member).decode("utf-8")
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+            return archive.read(member).decode("utf-8")
+    except (_NoRanges, zipfile.BadZipFile, StopIteration, UnicodeDecodeError):
+        return None
+
+
+def core_metadata(listed: dict, size: int) -> str | None:
+    """The wheel's METADATA without the wheel: PEP 658's ``<url>.metadata`` first, else
+    the METADATA member read out of the remote zip.
+
+    pypi.org advertises ``core-metadata`` in its JSON listing; the index this project
+    reaches advertises none and serves ``.metadata`` for only some files (a 404 for
+    torch, transformers, the CUDA libraries...), so both ways are needed."""
+    text = _fetch(listed["url"] + ".metadata", missing_ok=True)
+    if text is not None:
+        advertised = listed.get("core-metadata")  # True, or {"sha256": ...} (PEP 714)
+        expected = advertised if isinstance(advertised, dict) else {}
+        if "sha256" in expected and hashlib.sha256(text).hexdigest() != expected["sha256"]:
+            raise WheelSetError(f"{listed['url']}.metadata: its sha256 differs from the index's; try again")
+        return text.decode("utf-8")
+    return remote_wheel_metadata(listed["url"], int(listed.get("size") or size))
+
+
+def _cached_metadata(pin: Pin, target: Target, cache: Path) -> str | None:
+    cached = cache / f"{pin.filename}.metadata"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
+    listed = index_files(pin.name).get(pin.filename)
+    if listed is None:
+        raise WheelSetError(f"{pin.filename}: not on {INDEX}; re-lock the {target.name} target")
+    text = core_metadata(listed, pin.size)
+    if text is not None:
+        write_text_atomic(cached, text)
+    return text
 
 
 def wheel_infos_from_index(
     pins: Iterable[Pin], target: Target, *, echo: Callable[[str], None] = print
 ) -> list[WheelInfo]:
-    """Each pinned wheel's metadata from the index's PEP 658 files (cached), without the wheel."""
+    """Each pinned wheel's metadata from the index, without downloading the wheel; cached
+    in ``<cache>/wheel-metadata/`` so a second proof is offline. A wheel whose metadata
+    cannot be had comes back with ``has_metadata=False``: the proof names it."""
+    pins = list(pins)
     cache = metadata_cache()
     cache.mkdir(parents=True, exist_ok=True)
+    fetch = sum(not (cache / f"{p.filename}.metadata").is_file() for p in pins)
+    if fetch:
+        echo(f"reading the metadata of {fetch} of {len(pins)} wheels from {INDEX} (cached in {cache})")
+    with ThreadPoolExecutor(max_workers=8) as pool:  # latency-bound: a few small requests per wheel
+        texts = list(pool.map(lambda pin: _cached_metadata(pin, target, cache), pins))
     infos = []
-    for pin in pins:
-        cached = cache / f"{pin.filename}.metadata"
-        if not cached.is_file():
-            listed = index_files(pin.name).get(pin.filename)
-            if listed is None:
-                raise WheelSetError(f"{pin.filename}: not on {INDEX}; re-lock the {target.name} target")
-            # PEP 658: the metadata file beside the wheel (served even where the JSON
-            # listing does not advertise it); else METADATA read from the remote zip.
-            try:
-                text = _fetch(listed["url"] + ".metadata").decode("utf-8")
-            except WheelSetError:
-                text = remote_wheel_metadata(listed["url"], int(listed.get("size") or pin.size))
-            write_text_atomic(cached, text)
-        infos.append(_from_metadata(pin.filename, cached.read_text(encoding="utf-8"), pin.size))
+    for pin, text in zip(pins, texts, strict=True):
+        if text is None:
+            info = _from_metadata(pin.filename, f"Name: {pin.name}\nVersion: {pin.version}\n", pin.size)
+            infos.append(dataclasses.replace(info, has_metadata=False))
+        else:
+            infos.append(_from_metadata(pin.filename, text, pin.size))
     return infos
 
 
@@ -447,6 +533,11 @@ def prove_closed(infos: list[WheelInfo], target: Target, *, extra_requirements: 
         if key in by_name:
             report.problems.append(f"{info.filename}: a second wheel of {info.name} (also {by_name[key].filename})")
         by_name[key] = info
+        if not info.has_metadata:
+            report.problems.append(
+                f"{info.filename}: the index has no core metadata for it (nor byte ranges): its requirements "
+                "are unchecked; download the set and check from the files"
+            )
         if not info.tags & supported:
             report.problems.append(
                 f"{info.filename}: does not install on CPython {target.python_version} {target.abi} "
