@@ -202,6 +202,9 @@ def test_the_kernel_gets_the_options_it_was_given(run, monkeypatch):
         "ARCSUB_FAULT_NAN_LOSS": second,
         "PYTHONUNBUFFERED": "1",
     }
+    # a placeholder run has the public evaluation file beside the test file, as on Kaggle:
+    # that is how the kernel tells it from the scoring rerun
+    assert "competitions/arc-prize-2024/arc-agi_evaluation_challenges.json" in read(working / "seen.json")["inputs"]
 
 
 def test_the_environment_variable_forces_the_fallback(tmp_path, fake_model, monkeypatch):

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..console import show_arcsub_lines
+
+
+def default_bundle(args) -> Path | None:
+    """``--bundle``, else a cpu-target bundle in build/kaggle (what Kaggle would run), else
+    none (the working tree's kernel and the arcsub installed here)."""
+    from ..bundle.build import DEFAULT_BUILD, MANIFEST
+    from ..console import say
+
+    if args.bundle:
+        return Path(args.bundle)
+    if args.no_bundle or args.kernel or args.wheels or not (DEFAULT_BUILD / MANIFEST).is_file():
+        return None
+    try:
+        target = json.loads((DEFAULT_BUILD / MANIFEST).read_text()).get("target")
+    except (OSError, ValueError):
+        return None
+    if target != "cpu":
+        say(f"{DEFAULT_BUILD} holds a {target} bundle, which does not install here: running the working tree")
+        return None
+    say(f"using the bundle in {DEFAULT_BUILD} (--no-bundle: run the working tree instead)")
+    return DEFAULT_BUILD
 
 
 def cmd_simulate(args) -> int:
@@ -21,6 +43,7 @@ def cmd_simulate(args) -> int:
         model=args.model,
         config=Path(args.config) if args.config else None,
         wheels=Path(args.wheels) if args.wheels else None,
+        bundle=default_bundle(args),
         profile=args.profile,
         budget_s=args.budget,
         ram_gb=args.ram_gb,
@@ -49,15 +72,30 @@ def register(sub) -> None:
     p.add_argument("--challenges", help="a Kaggle challenges file instead of --data")
     p.add_argument("--solutions", help="its solutions file (default: found beside it)")
     p.add_argument("--smallest", type=int, help="keep the N smallest tasks (default: all; 5 with the default data)")
-    p.add_argument("--model", default="default", help="model folder for input/arcsub-model, or 'default'")
+    p.add_argument(
+        "--model", help="model folder for input/arcsub-model, or 'default' (default: the bundle's, else 'default')"
+    )
     p.add_argument("--config", help="arcsub TOML config, copied to input/arcsub-model/arcsub.toml")
     p.add_argument("--wheels", help="folder of .whl files for input/arcsub-wheels")
+    p.add_argument(
+        "--bundle",
+        help="a built cpu-target bundle: its kernel, model and wheels, installed offline (default: build/kaggle "
+        "when it holds one)",
+    )
+    p.add_argument(
+        "--no-bundle", action="store_true", help="run the working tree even when build/kaggle holds a bundle"
+    )
     p.add_argument("--profile", default="local-cpu", help="competition profile (default: local-cpu)")
     p.add_argument("--budget", type=float, help="wall-clock limit in seconds (default: the profile's)")
     p.add_argument("--ram-gb", type=float, help="memory limit of the kernel's processes (default: the profile's)")
     p.add_argument("--disk-gb", type=float, help="size of the working folder (default: the profile's)")
     p.add_argument("--workers", type=int, help="ARCSUB_WORKERS for the kernel")
-    p.add_argument("--placeholder", action="store_true", help="a placeholder run (no KAGGLE_IS_COMPETITION_RERUN)")
+    p.add_argument(
+        "--placeholder",
+        action="store_true",
+        help="a placeholder run, as Kaggle's first run after a push: the public "
+        "evaluation file beside the test file, no KAGGLE_IS_COMPETITION_RERUN (the kernel makes its smoke run)",
+    )
     p.add_argument("--kill-worker-after", type=float, metavar="S", help="SIGKILL one kernel worker after S seconds")
     p.add_argument("--fail-task", metavar="ID", help="ARCSUB_FAULT_FAIL_TASK: the kernel fails this task")
     p.add_argument("--nan-loss", metavar="ID", help="ARCSUB_FAULT_NAN_LOSS: NaN loss while training this task")

@@ -14,6 +14,7 @@ import arcsub
 from ..console import say
 from ..io import write_json_atomic
 from ..tasks import Task
+from .bundle import bundle_inputs
 from .report import failures, final_lines, judge_submission, read_kernel_report
 from .runner import (
     NAMESPACE_FLAGS,
@@ -57,9 +58,10 @@ class SimulationOptions:
     challenges: str | None = None  # a Kaggle challenges file (solutions found beside it, or given)
     solutions: str | None = None
     smallest: int | None = None
-    model: str = "default"
+    model: str | None = None  # None: the bundle's model, else the embedded default
     config: Path | None = None
     wheels: Path | None = None
+    bundle: Path | None = None  # a built cpu-target bundle: its kernel, model, wheels and offline install
     profile: str = DEFAULT_PROFILE
     budget_s: float | None = None  # None: the profile's
     ram_gb: float | None = None
@@ -101,8 +103,13 @@ def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
 
 
 def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dict[str, str]:
-    """The parent's environment without proxies and stale arcsub settings, plus the run's."""
+    """The parent's environment without proxies and stale arcsub settings, plus the run's.
+    With a bundle, pip's settings from this machine go too (Kaggle has no find-links here)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
+    if options.bundle is not None:
+        from ..bundle.venv import offline_pip_env
+
+        env = offline_pip_env(env)
     env.pop(NO_NAMESPACE_ENV, None)
     env.update({"ARCSUB_PROFILE": profile, "ARCSUB_BUDGET_S": f"{budget_s:g}", "PYTHONUNBUFFERED": "1"})
     if options.workers is not None:
@@ -188,21 +195,21 @@ def enforcement(mode: str, limits: Limits, per_file: bool) -> dict:
     return table
 
 
-def _launch(mode: str, layout: Layout, kernel: Path, env: dict, limits: Limits) -> Launch:
+def _launch(mode: str, layout: Layout, kernel: Path, env: dict, limits: Limits, python: str) -> Launch:
     if mode == "namespace":
         spec = {
             "host_kaggle": str(layout.kaggle),
             "mountpoint": str(MOUNTPOINT),
             "working_bytes": limits.disk_bytes,
             "hide": [str(layout.expected)] if layout.expected.is_dir() else [],
-            "argv": [sys.executable, str(kernel)],
+            "argv": [python, str(kernel)],
             "cwd": str(MOUNTPOINT / "working"),
             "status": str(layout.sandbox_status),
         }
         argv = ["unshare", *NAMESPACE_FLAGS, "--", sys.executable, "-I", str(SANDBOX_SCRIPT), json.dumps(spec)]
         return Launch(mode, argv, layout.out, env, status_path=layout.sandbox_status)
     argv = [
-        sys.executable,
+        python,
         str(kernel),
         *("--input-root", str(layout.input)),
         *("--working-root", str(layout.working)),
@@ -231,13 +238,22 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         disk_bytes=NO_SPACE_BYTES if options.no_space else int((options.disk_gb or profile.working_disk_gb) * 2**30),
         kill_worker_after_s=options.kill_worker_after_s,
     )
-    model_dir = resolve_model(options.model)
+    if options.bundle is not None and (options.kernel or options.wheels):
+        raise SimulationError("--bundle brings its own kernel and wheels; drop --kernel/--wheels or --bundle")
+    model_dir = resolve_model(options.model or "default") if options.bundle is None or options.model else None
     mode, why = choose_mode(options)
     layout = Layout(Path(options.out).resolve(), profile.slug)
     clear_out(layout.out)
-    tree = build_tree(layout, tasks, model_dir, config=options.config, wheels=options.wheels)
+    python, wheels, bundle = sys.executable, options.wheels, None
+    if options.bundle is not None:
+        bundle = bundle_inputs(Path(options.bundle), layout.out, echo=say)
+        kernel, wheels, python = bundle.kernel, bundle.wheels, str(bundle.python)
+        model_dir = model_dir or bundle.model_dir
+        say(f"bundle {options.bundle}: built {bundle.manifest['built_at']} from {bundle.manifest['git_commit']}; "
+            "the kernel installs arcsub from its wheels")  # fmt: skip
+    tree = build_tree(layout, tasks, model_dir, config=options.config, wheels=wheels, placeholder=options.placeholder)
     env = kernel_env(options, profile.name, limits.budget_s)
-    launch = _launch(mode, layout, kernel, env, limits)
+    launch = _launch(mode, layout, kernel, env, limits, python)
     table = enforcement(mode, limits, launch.file_size_limit is not None)
 
     say(
@@ -270,6 +286,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
             "ids": [t.id for t in tasks],
         },
         "tree": tree,
+        "bundle": None if bundle is None else {"path": str(options.bundle), **bundle.manifest},
         "limits": {
             "budget_s": limits.budget_s,
             "ram_bytes": limits.ram_bytes,

@@ -10,6 +10,7 @@ Layout under ``--out`` (``OUT``)::
     OUT/expected/                       the same tasks' challenges and solutions (outside the kernel's tree)
     OUT/logs/kernel.log                 everything the kernel printed (stdout and stderr)
     OUT/logs/sandbox.json               what the namespace supervisor did (namespace mode)
+    OUT/venv/                           with --bundle: the kernel's Python (the bundle's wheels, not arcsub)
     OUT/simulation.json                 the verdict: limits, enforcement, kills, peak RAM, disk, score
 """
 
@@ -26,11 +27,12 @@ from ..tasks import Task, tasks_to_challenges, tasks_to_solutions
 
 CHALLENGES_FILE = "arc-agi_test_challenges.json"
 SOLUTIONS_FILE = "arc-agi_test_solutions.json"
+PUBLIC_EVALUATION_FILE = "arc-agi_evaluation_challenges.json"
 MODEL_DIR = "arcsub-model"
 WHEELS_DIR = "arcsub-wheels"
 CONFIG_NAME = "arcsub.toml"
 # What a previous simulation leaves in OUT: removed before a new one starts.
-OWN_ENTRIES = ("kaggle", "expected", "logs", "simulation.json")
+OWN_ENTRIES = ("kaggle", "expected", "logs", "venv", "simulation.json")
 
 
 class SimulationError(ArcsubError):
@@ -132,11 +134,17 @@ def build_tree(
     *,
     config: Path | None = None,
     wheels: Path | None = None,
+    placeholder: bool = False,
 ) -> dict:
-    """Write the Kaggle-like tree for ``tasks``; returns what went where (for the report)."""
+    """Write the Kaggle-like tree for ``tasks``; returns what went where (for the report).
+    ``placeholder``: the tasks are also the public evaluation file beside the test file,
+    as on Kaggle before the scoring rerun (how the kernel tells the placeholder)."""
     layout.competition.mkdir(parents=True)
     write_json_atomic(layout.challenges, tasks_to_challenges(tasks))
     built = {"challenges": str(layout.challenges), "tasks": len(tasks)}
+    if placeholder:
+        write_json_atomic(layout.competition / PUBLIC_EVALUATION_FILE, tasks_to_challenges(tasks))
+        built["public_evaluation"] = str(layout.competition / PUBLIC_EVALUATION_FILE)
     if all(task.has_solutions for task in tasks):
         layout.expected.mkdir(parents=True)
         write_json_atomic(layout.expected / CHALLENGES_FILE, tasks_to_challenges(tasks))

@@ -1,0 +1,45 @@
+"""Simulating from a built bundle, as Kaggle would run it: the bundle's kernel script,
+its model dataset, its wheels dataset, and a Python that has the wheel set installed
+offline but not arcsub (the kernel's own install step puts arcsub in, every run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tree import SimulationError
+
+VENV_DIR = "venv"  # OUT/venv: the run's environment (an overlay on the cached base)
+
+
+@dataclass(frozen=True)
+class BundleInputs:
+    kernel: Path
+    model_dir: Path
+    wheels: Path
+    python: Path
+    manifest: dict
+
+
+def bundle_inputs(bundle: Path, out: Path, *, echo) -> BundleInputs:
+    from ..bundle.build import KERNEL, MODEL, WHEELS, BuildError, read_manifest
+    from ..bundle.venv import base_venv, overlay_venv
+    from ..models.default import cache_root
+
+    try:
+        manifest = read_manifest(bundle)
+    except BuildError as exc:
+        raise SimulationError(str(exc)) from None
+    if manifest["target"] != "cpu":
+        raise SimulationError(
+            f"{bundle}: built for the {manifest['target']} target, which does not install here; "
+            "build the cpu target to simulate a bundle (python build_kernel.py --target cpu), or pass --no-bundle"
+        )
+    if not manifest["wheels"].get("complete", True):
+        raise SimulationError(f"{bundle}: built without its wheel set (--no-download); rebuild it to simulate it")
+    base = base_venv(bundle / WHEELS, cache=cache_root() / "bundle-venvs", echo=echo)
+    python = overlay_venv(base, out / VENV_DIR)
+    kernel = bundle / KERNEL / "main.py"
+    if not kernel.is_file():
+        raise SimulationError(f"{kernel}: the bundle has no kernel script; rebuild it")
+    return BundleInputs(kernel.resolve(), (bundle / MODEL).resolve(), (bundle / WHEELS).resolve(), python, manifest)
