@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.error
@@ -338,10 +339,9 @@ def download(target: Target, root: Path, dest: Path, *, echo: Callable[[str], No
             wanted.flush()
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes"]
             command += [*target.pip_flags(), "-d", str(dest), "-r", wanted.name]
-            # pip's own output and progress bars go straight to the terminal: GBs take a while.
-            done = subprocess.run(command, check=False)
-        if done.returncode != 0:
-            raise WheelSetError(f"pip download failed (exit {done.returncode}); its messages are above")
+            returncode, errors = _download_with_bar(command, missing)
+        if returncode != 0:
+            raise WheelSetError(f"pip download failed (exit {returncode}): {' | '.join(errors[-3:])}")
     else:
         echo(f"{len(pins)} pinned wheels already in {dest}")
     paths = [dest / p.filename for p in pins]
@@ -349,6 +349,26 @@ def download(target: Target, root: Path, dest: Path, *, echo: Callable[[str], No
     if absent:
         raise WheelSetError(f"{dest}: pip left out {', '.join(absent[:3])}; re-lock the target")
     return paths
+
+
+def _download_with_bar(command: list[str], missing: list[Pin]) -> tuple[int, list[str]]:
+    """Run ``pip download``, one bar (bytes) instead of pip's line per file; returns
+    pip's exit code and its error lines."""
+    from ..console import progress_bar
+
+    sizes = {p.filename: p.size for p in missing}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(process.stderr.read().splitlines()), daemon=True)
+    reader.start()
+    with progress_bar(total=sum(sizes.values()), desc="wheels", unit="B") as bar:
+        bar.unit_scale = True
+        for line in process.stdout:
+            if line.startswith(("Saved ", "File was already downloaded ")):
+                bar.update(sizes.get(Path(line.split()[-1]).name, 0))
+    returncode = process.wait()
+    reader.join()
+    return returncode, [e for e in errors if e.strip()]
 
 
 # ---------------------------------------------------------------- metadata and the proof
