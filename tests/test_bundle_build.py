@@ -173,3 +173,27 @@ def test_a_simulation_runs_the_bundle_with_nothing_but_its_wheels(tmp_path, mode
     kernel = report["kernel_report"]
     assert kernel["tasks"]["fallback"] == 2 and kernel["faults"]  # no torch: no worker could start
     assert kernel["software"]["versions"]["arcsub"] == "0.1.0" and "torch" not in kernel["software"]["versions"]
+
+
+def test_check_proves_the_kaggle_set_from_metadata_and_names_a_gap(tmp_path, model_copy):
+    """The kaggle target's CUDA wheels are never downloaded here: their metadata comes
+    from the package index (cached in the user cache after the first check)."""
+    from arcsub.bundle.check import CheckError, check_bundle
+
+    build = tmp_path / "build" / "kaggle"
+    build_bundle(
+        BuildOptions(target="kaggle", out=build, model=str(model_copy), owner="alice", download=False),
+        echo=lambda _: None,
+    )
+    lines = []
+    result = check_bundle(build, echo=lines.append)
+    assert result["target"] == "kaggle" and result["wheels"] == 184  # the 183 pins + arcsub's wheel
+    assert any("closed: every requirement" in line for line in lines)
+    assert any("rebuild without --no-download before pushing" in line for line in lines)
+
+    stray = build / "wheels" / "stray-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(stray, "w") as archive:
+        archive.writestr("stray-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: stray\nVersion: 1.0\n"
+                         "Requires-Dist: not-in-the-set>=2\n")  # fmt: skip
+    with pytest.raises(CheckError, match="stray-1.0-py3-none-any.whl: requires not-in-the-set>=2"):
+        check_bundle(build, echo=lambda _: None)

@@ -196,6 +196,9 @@ def test_a_cpu_target_bundle_is_not_pushed(fake, cli_env, tmp_path):
     _write_json(build / "bundle.json", {"target": "cpu"})
     with pytest.raises(PushError, match="built for the cpu target"):
         push(build, env=cli_env, echo=lambda _: None)
+    _write_json(build / "bundle.json", {"target": "kaggle", "wheels": {"complete": False}})
+    with pytest.raises(PushError, match="built with --no-download"):
+        push(build, env=cli_env, echo=lambda _: None)
     assert fake.requests == []
 
 

@@ -104,6 +104,9 @@ def check_bundle(
     closure = prove_set(build, target, echo=echo)
     result = {"target": target.name, "wheels": closure.count, "bytes": closure.total_size}
     if target.name != "cpu":
+        if not manifest["wheels"].get("complete", True):
+            echo("note: the wheels folder holds arcsub's wheel only (built with --no-download): the proof is of "
+                 "the pinned set; rebuild without --no-download before pushing")  # fmt: skip
         return result
     if not manifest["wheels"].get("complete", True):
         raise CheckError(f"{build}: built without its wheel set (--no-download); rebuild to check it offline")

@@ -127,7 +127,12 @@ def _refuse_other_targets(build: Path) -> None:
     manifest = build / "bundle.json"
     if not manifest.is_file():
         return  # upload folders written by hand: their metadata is all there is to check
-    target = _read_json(manifest).get("target")
+    built = _read_json(manifest)
+    target = built.get("target")
+    if not (built.get("wheels") or {}).get("complete", True):
+        raise PushError(
+            f"{build}: built with --no-download (arcsub's wheel only); rebuild with the wheel set, then push"
+        )
     if target != "kaggle":
         raise PushError(
             f"{build}: built for the {target} target (this machine's wheels), which cannot run on Kaggle; "
