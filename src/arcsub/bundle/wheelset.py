@@ -42,7 +42,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from ..errors import ArcsubError
-from ..io import write_text_atomic
+from ..io import file_sha256, write_text_atomic
 
 INDEX = "https://pypi.org/simple"
 # ASSUMPTION, not a checked fact: no authoritative statement of Kaggle's per-dataset
@@ -184,14 +184,6 @@ def arcsub_dependencies(root: Path) -> list[str]:
     return list(tomllib.loads((Path(root) / "pyproject.toml").read_text())["project"]["dependencies"])
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch(url: str, accept: str | None = None, *, missing_ok: bool = False) -> bytes | None:
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     try:
@@ -253,7 +245,7 @@ def _pin_of(entry: dict) -> Pin:
     filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     if url.startswith("file://"):
         local = Path(unquote(urlsplit(url).path))
-        return Pin(meta["name"], meta["version"], _file_sha256(local), filename, local.stat().st_size)
+        return Pin(meta["name"], meta["version"], file_sha256(local), filename, local.stat().st_size)
     hashes = info.get("archive_info", {}).get("hashes", {})
     size = index_files(meta["name"]).get(filename, {}).get("size")
     if "sha256" not in hashes or size is None:
@@ -330,7 +322,7 @@ def download(target: Target, root: Path, dest: Path, *, echo: Callable[[str], No
     pins = parse_requirements(requirements_path(target, root))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in pins if not (dest / p.filename).is_file() or _file_sha256(dest / p.filename) != p.sha256]
+    missing = [p for p in pins if not (dest / p.filename).is_file() or file_sha256(dest / p.filename) != p.sha256]
     if missing:
         size = sum(p.size for p in missing) / 1e9
         echo(f"downloading {len(missing)} of {len(pins)} pinned wheels ({size:.2f} GB) into {dest}")

