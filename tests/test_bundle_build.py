@@ -197,3 +197,23 @@ def test_check_proves_the_kaggle_set_from_metadata_and_names_a_gap(tmp_path, mod
                          "Requires-Dist: not-in-the-set>=2\n")  # fmt: skip
     with pytest.raises(CheckError, match="stray-1.0-py3-none-any.whl: requires not-in-the-set>=2"):
         check_bundle(build, echo=lambda _: None)
+
+
+def test_simulate_uses_a_cpu_bundle_in_build_kaggle_by_default(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from arcsub.cli.simulate import default_bundle
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(bundle=None, no_bundle=False, kernel=None, wheels=None)
+    assert default_bundle(args) is None  # nothing built: the working tree
+    build = tmp_path / "build" / "kaggle"
+    build.mkdir(parents=True)
+    (build / "bundle.json").write_text('{"target": "cpu"}')
+    assert default_bundle(args) == Path("build/kaggle")
+    assert default_bundle(argparse.Namespace(**{**vars(args), "no_bundle": True})) is None
+    assert default_bundle(argparse.Namespace(**{**vars(args), "kernel": "k.py"})) is None
+    (build / "bundle.json").write_text('{"target": "kaggle"}')
+    assert default_bundle(args) is None
+    captured = capsys.readouterr()
+    assert "holds a kaggle bundle, which does not install here" in captured.err + captured.out
