@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from arcsub.leakage import read_training_manifest
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
@@ -535,6 +537,8 @@ def test_finetune_command_checkpoints_and_resumes(tiny_llama_path, tmp_path, cap
     assert load_config(out / "checkpoints" / "step-000002" / "config.toml") == load_config(out / "config.toml")
     assert load_config(out / "config.toml").finetune.learning_rate == 0.01
     assert (out / "checkpoints" / "step-000002" / "adapter" / "adapter_config.json").is_file()
+    manifest = read_training_manifest(out / "adapter")  # evaluations refuse what it trained on
+    assert manifest.sources == [SMALL] and manifest.task_ids == {t.id for t in load_tasks(SMALL).tasks}
 
     assert run_cli(*common, "--steps", 3) == 2  # another run into the same folder is refused
     assert "--resume" in capsys.readouterr().err

@@ -92,6 +92,12 @@ def cmd_run(args) -> int:
     if args.smallest:
         tasks = smallest_tasks(tasks, args.smallest)
     model_path = resolve_model(args.model)
+    if all(t.has_solutions for t in tasks):  # a scored run: its score must not measure memory
+        from ..leakage import guard_evaluation
+
+        seen = guard_evaluation(tasks, model_path, allow_overlap=args.allow_overlap)
+        if seen:
+            say(f"--allow-overlap: {len(seen)} of the {len(tasks)} tasks were in the model's training data")
     shown = ", ".join(t.id for t in tasks[:10]) + (" ..." if len(tasks) > 10 else "")
     say(f"{len(tasks)} task(s) from {args.data}: {shown}")
     with command_output(args.out, args.verbose):
@@ -129,6 +135,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/local", help="output folder (a rerun resumes)")
     p.add_argument("--ttft-steps", type=int, help="test-time fine-tuning steps per task (0: none)")
     p.add_argument("--skip-invalid", action="store_true")
+    p.add_argument(
+        "--allow-overlap", action="store_true", help="score the model even on tasks its training manifest lists"
+    )
     add_inference_options(p)
     p.set_defaults(func=cmd_run)
 

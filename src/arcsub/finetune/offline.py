@@ -39,6 +39,7 @@ from pathlib import Path
 from ..config import Config, save_config
 from ..errors import FinetuneError
 from ..io import atomic_dir, write_json_atomic
+from ..leakage import TrainingManifest, read_training_manifest, write_training_manifest
 from ..models.default import resolve_model
 from ..prompts import PromptBuilder
 from ..tasks import load_tasks
@@ -179,8 +180,14 @@ def run_offline(
             save_checkpoint(seen["state"], out, config, ft.keep_checkpoints)  # the run can always resume
         final = out / ("adapter" if ft.method == "lora" else "model")
         save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
+        # What it trained on travels with the weights: evaluations refuse those tasks.
+        manifest = read_training_manifest(model) if Path(str(model)).is_dir() else None
+        manifest = manifest or TrainingManifest()
+        manifest.add(data, tasks)
+        write_training_manifest(final, manifest)
         if ft.merge and ft.method == "lora":
             save_merged(net, tokenizer, out / "merged")
+            write_training_manifest(out / "merged", manifest)
         log.debug("%s", result.summary())  # the command prints it
         log.info("weights: %s", final)
     accelerator.wait_for_everyone()
