@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import ArcsubError
 from ..io import atomic_dir, write_json_atomic
+from .metadata import DATASET_METADATA, KERNEL_METADATA
 
 DEFAULT_BUILD = Path("build") / "kaggle"
 MANIFEST = "bundle.json"
@@ -67,12 +68,13 @@ def repository_root() -> Path:
 
 def kaggle_username(env=os.environ) -> str | None:
     """The username the kaggle CLI will push as: KAGGLE_USERNAME, else kaggle.json's."""
+    from .push import kaggle_config_dirs
+
     if env.get("KAGGLE_USERNAME"):
         return env["KAGGLE_USERNAME"]
-    home = Path(env.get("HOME") or Path.home())
-    for folder in filter(None, (env.get("KAGGLE_CONFIG_DIR"), home / ".kaggle", home / ".config" / "kaggle")):
+    for folder in kaggle_config_dirs(env):
         try:
-            return json.loads((Path(folder) / "kaggle.json").read_text())["username"]
+            return json.loads((folder / "kaggle.json").read_text())["username"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None
@@ -168,7 +170,7 @@ def write_model(folder: Path, model: str, config: Path | None, *, echo) -> Path:
 def write_kernel(folder: Path, root: Path, meta: dict) -> None:
     folder.mkdir()
     shutil.copy2(root / "kernel" / "main.py", folder / meta["code_file"])
-    write_json_atomic(folder / "kernel-metadata.json", meta, indent=2)
+    write_json_atomic(folder / KERNEL_METADATA, meta, indent=2)
 
 
 # ---------------------------------------------------------------- the build
@@ -205,13 +207,13 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
             tmp / WHEELS, target, root, arcsub_wheel, download=options.download, echo=echo
         )  # fmt: skip
         write_json_atomic(
-            tmp / WHEELS / "dataset-metadata.json",
+            tmp / WHEELS / DATASET_METADATA,
             dataset_metadata(owner=owner, slug=options.wheels_slug, title=f"arcsub wheels ({target.name})"),
             indent=2,
         )
         model_source = write_model(tmp / MODEL, options.model, options.config, echo=echo)
         write_json_atomic(
-            tmp / MODEL / "dataset-metadata.json",
+            tmp / MODEL / DATASET_METADATA,
             dataset_metadata(owner=owner, slug=options.model_slug, title="arcsub model"),
             indent=2,
         )

@@ -63,10 +63,10 @@ def prove_set(build: Path, target, *, echo: Callable[[str], None]):
     return report
 
 
-def offline_install(build: Path, *, echo: Callable[[str], None]) -> tuple[Path, list[str]]:
+def offline_install(build: Path, *, echo: Callable[[str], None]) -> list[str]:
     """Fresh base environment from the bundle (no index, no pip configuration), then an
-    overlay with arcsub's wheel; imports arcsub and the engines there. Returns the base
-    and what ``pip check`` says about the overlay."""
+    overlay with arcsub's wheel; imports arcsub and the engines there. Returns what
+    ``pip check`` says about the overlay."""
     from ..models.default import cache_root
     from .venv import _run, arcsub_wheel, base_venv, install_offline, offline_pip_env, overlay_venv
 
@@ -79,7 +79,7 @@ def offline_install(build: Path, *, echo: Callable[[str], None]) -> tuple[Path, 
         broken = subprocess.run(
             [str(python), "-m", "pip", "check"], check=False, capture_output=True, text=True, env=offline_pip_env()
         ).stdout.splitlines()  # fmt: skip
-    return base, broken
+    return broken
 
 
 def check_bundle(
@@ -110,7 +110,7 @@ def check_bundle(
         return result
     if not manifest["wheels"].get("complete", True):
         raise CheckError(f"{build}: built without its wheel set (--no-download); rebuild to check it offline")
-    _base, broken = offline_install(build, echo=echo)
+    broken = offline_install(build, echo=echo)
     unmet = [
         line for line in broken
         if line.strip() and "No broken requirements" not in line and not any(n in line.lower() for n in target.dropped)

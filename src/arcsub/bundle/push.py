@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ArcsubError
-from .metadata import check_upload_folder
+from .build import MANIFEST
+from .metadata import DATASET_METADATA, KERNEL_METADATA, check_upload_folder
 from .secrets import refuse_secrets
 
 DATASET_FOLDERS = ("wheels", "model")
 KERNEL_FOLDER = "kernel"
-DATASET_METADATA = "dataset-metadata.json"
-KERNEL_METADATA = "kernel-metadata.json"
 DEFAULT_MESSAGE = "arcsub push"
 COMMAND_TIMEOUT_S = 6 * 3600  # a multi-GB wheels upload on a slow line
 READY_WAIT_S = 1800.0  # Kaggle unpacks a multi-GB dataset before a kernel can attach it
@@ -124,7 +123,7 @@ def _kernel_meta(folder: Path) -> dict:
 
 def _refuse_other_targets(build: Path) -> None:
     """A bundle built for this machine (cpu wheels, Python 3.11) cannot run on Kaggle."""
-    manifest = build / "bundle.json"
+    manifest = build / MANIFEST
     if not manifest.is_file():
         return  # upload folders written by hand: their metadata is all there is to check
     built = _read_json(manifest)
@@ -152,6 +151,13 @@ def kaggle_executable() -> str:
     raise PushError("the kaggle CLI is not installed: pip install kaggle==2.2.5 six")
 
 
+def kaggle_config_dirs(env: Mapping[str, str]) -> list[Path]:
+    """Where the kaggle CLI looks for kaggle.json, in its order."""
+    home = Path(env.get("HOME") or Path.home())
+    dirs = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
+    return [*dirs, home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
+
+
 def has_credentials(env: Mapping[str, str]) -> bool:
     """Whether the CLI will find credentials: KAGGLE_USERNAME + KAGGLE_KEY, KAGGLE_API_TOKEN,
     or a kaggle.json / access_token file where the CLI looks for them."""
@@ -160,9 +166,7 @@ def has_credentials(env: Mapping[str, str]) -> bool:
     if env.get("KAGGLE_API_TOKEN"):
         return True
     home = Path(env.get("HOME") or Path.home())
-    dirs = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
-    dirs += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
-    files = [d / "kaggle.json" for d in dirs] + [
+    files = [d / "kaggle.json" for d in kaggle_config_dirs(env)] + [
         home / ".kaggle" / "access_token",
         home / ".kaggle" / "access_token.txt",
     ]
