@@ -12,7 +12,8 @@
 Paths: ``working`` is the saved output (``/kaggle/working``: submission, results,
 report, logs), ``temp`` the scratch space (``/kaggle/temp``: adapters, predictions,
 worker logs until the end). The simulator's overrides come in the environment:
-``ARCSUB_PROFILE``, ``ARCSUB_BUDGET_S``, ``ARCSUB_WORKERS``.
+``ARCSUB_PROFILE``, ``ARCSUB_BUDGET_S``, ``ARCSUB_WORKERS``; ``arcsub evaluate``'s in
+``ARCSUB_TASK_S`` (the seconds each task gets on average, whatever start-up took).
 """
 
 from __future__ import annotations
@@ -198,7 +199,11 @@ def run_kernel(
     }
     record = None
     try:
-        supervisor = Supervisor(todo, book, budget, config.kernel, worker_slots(workers, device, spec, temp, environ))
+        slots = worker_slots(workers, device, spec, temp, environ)
+        task_s = float(environ.get("ARCSUB_TASK_S") or 0) or None  # arcsub evaluate: seconds per task
+        if task_s:
+            log.info("evaluation: %.0fs per task on average (ARCSUB_TASK_S), sized by task", task_s)
+        supervisor = Supervisor(todo, book, budget, config.kernel, slots, task_s=task_s)
         record = supervisor.run()
     finally:
         copy_logs(temp / "logs", working / "logs")

@@ -95,9 +95,17 @@ class Supervisor:
         budget: Budget,
         settings: KernelConfig,
         slots: list[WorkerSlot],
+        *,
+        task_s: float | None = None,
     ):
         self.tasks = {t.id: t for t in tasks}
         self.weights = {t.id: float(t.cells) for t in tasks}
+        # Evaluation at equal budget (arcsub evaluate): slices fixed up front, task_s on
+        # average, by weight as the budget's share would be; not the time left.
+        total = sum(self.weights.values())
+        self.fixed_slices = (
+            {tid: task_s * len(self.weights) * w / total for tid, w in self.weights.items()} if task_s and total else {}
+        )
         self.queue = order_longest_first(self.weights)
         self.book = book
         self.budget = budget
@@ -171,6 +179,8 @@ class Supervisor:
             others = [self.busy_until(s, now) for s in self.slots if s is not slot and s.alive]
             waiting = sum(self.weights[t] for t in self.queue)
             seconds = task_slice(self.weights[task_id], waiting, now, self.budget.deadline, others)
+            if self.fixed_slices:
+                seconds = min(self.fixed_slices[task_id], max(0.0, self.budget.deadline - now))
             if seconds <= 1.0:
                 return  # nothing left to give: the rest keep their fallback
             self.queue.pop(0)

@@ -38,6 +38,7 @@ PROXY_VARS = {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"}
 KERNEL_VARS = (
     "ARCSUB_PROFILE",
     "ARCSUB_BUDGET_S",
+    "ARCSUB_TASK_S",
     "ARCSUB_WORKERS",
     "KAGGLE_IS_COMPETITION_RERUN",
     "ARCSUB_FAULT_FAIL_TASK",
