@@ -12,9 +12,9 @@ import sys
 
 from .. import __version__
 from ..errors import ArcsubError
-from . import bundle, data, evaluate, finetune, infer, model, profile, push, simulate, submission
+from . import bundle, compare, data, evaluate, finetune, infer, model, profile, push, simulate, submission
 
-COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile, bundle, push, evaluate)
+COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile, bundle, push, evaluate, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
