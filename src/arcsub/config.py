@@ -90,7 +90,14 @@ class FinetuneConfig:
     seed: int = 0
     checkpoint_every: int = 100  # offline runs: steps between resumable checkpoints
     keep_checkpoints: int = 2
-    merge: bool = False  # also write the adapter merged into full weights
+    merge: bool = False  # also write the adapter merged into full weights (fp16-checked by arcsub finetune)
+    # Offline pre-training (arcsub finetune; see docs/finetune.md). --data / --val-data override the lists.
+    sources: list[str] = field(default_factory=list)  # "SOURCE" or "SOURCE@WEIGHT": prompts drawn by weight
+    pairs_per_prompt: int = 0  # train pairs shown per prompt, drawn at random; 0: every other pair that fits
+    variants: int = 0  # augmented prompts per task, tokenized once into a cached dataset; 0: drawn on the fly
+    val_sources: list[str] = field(default_factory=list)  # held-out validation tasks (never trained on)
+    val_tasks: int = 0  # tasks held out of the training sources for the validation loss
+    eval_every: int = 100  # steps between validation losses (and one at the end)
 
     def __post_init__(self):
         choices = {
@@ -102,14 +109,15 @@ class FinetuneConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)!r}; use one of {', '.join(allowed)}")
-        positive = ("lora_rank", "grad_accum", "nan_patience", "snapshot_every", "log_every")
+        positive = ("lora_rank", "grad_accum", "nan_patience", "snapshot_every", "log_every", "eval_every")
         for key in positive + ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be at least 1")
         for key in ("learning_rate", "lora_alpha"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be positive")
-        for key in ("steps", "warmup_steps", "weight_decay", "max_grad_norm"):
+        not_negative = ("steps", "warmup_steps", "weight_decay", "max_grad_norm")
+        for key in not_negative + ("pairs_per_prompt", "variants", "val_tasks"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must not be negative")
         if not 0 <= self.lora_dropout < 1:

@@ -1,7 +1,8 @@
 """What a model was trained on, and whether an evaluation would score it on the same tasks.
 
 Offline fine-tuning writes ``arcsub-training.json`` into the folders it produces: the
-ids of the tasks it trained on and a hash of every grid in them. The named datasets
+ids of the tasks it trained on and a hash of every grid in them, and the ids of the
+tasks it held out for a validation loss (never among the trained ones). The named datasets
 overlap under other ids (ARC-AGI-2's training set holds 376 of ARC-AGI-1's 400
 evaluation tasks), so a task counts as seen when its id was trained on, or when every
 input grid of it, train and test, appears among the trained grids: a copy under another
@@ -48,9 +49,13 @@ def task_grids(task: Task) -> set[str]:
 
 @dataclass
 class TrainingManifest:
+    """What a model was trained on (sources, task ids, grid hashes), and the tasks held
+    out of that training for a validation loss (``held_out``: never among ``task_ids``)."""
+
     sources: list[str] = field(default_factory=list)
     task_ids: set[str] = field(default_factory=set)
     grid_hashes: set[str] = field(default_factory=set)
+    held_out: set[str] = field(default_factory=set)
 
     def add(self, source: str, tasks: Iterable[Task]) -> None:
         if source not in self.sources:
@@ -58,6 +63,11 @@ class TrainingManifest:
         for task in tasks:
             self.task_ids.add(task.id)
             self.grid_hashes |= task_grids(task)
+        self.held_out -= self.task_ids  # a task trained on (now or by the base model) is no longer held out
+
+    def hold_out(self, tasks: Iterable[Task]) -> None:
+        """Record validation tasks; one the model already trained on is not held out."""
+        self.held_out |= {task.id for task in tasks} - self.task_ids
 
     def to_json(self) -> dict:
         return {
@@ -65,6 +75,7 @@ class TrainingManifest:
             "sources": self.sources,
             "task_ids": sorted(self.task_ids),
             "grid_hashes": sorted(self.grid_hashes),
+            "held_out_task_ids": sorted(self.held_out),
         }
 
 
@@ -79,7 +90,8 @@ def read_training_manifest(folder: str | Path) -> TrainingManifest | None:
         return None
     try:
         data = json.loads(path.read_text())
-        return TrainingManifest(list(data["sources"]), set(data["task_ids"]), set(data["grid_hashes"]))
+        held_out = set(data.get("held_out_task_ids", ()))  # manifests before held-out tasks have none
+        return TrainingManifest(list(data["sources"]), set(data["task_ids"]), set(data["grid_hashes"]), held_out)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LeakageError(f"{path}: unreadable training manifest ({exc}); restore it or retrain") from None
 

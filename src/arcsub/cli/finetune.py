@@ -1,6 +1,6 @@
-"""``arcsub finetune``: offline fine-tuning (one adapter over a dataset, resumable,
-data parallel under ``accelerate launch``), or with ``--per-task`` one test-time
-adapter per task."""
+"""``arcsub finetune``: offline fine-tuning (one adapter over weighted task sources,
+resumable, data parallel under ``accelerate launch``; the ARC pre-training recipe in
+docs/finetune.md), or with ``--per-task`` one test-time adapter per task."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ _TUNING = {
     "max_seq_len": "max_seq_len",
     "grad_accum": "grad_accum",
     "checkpoint_every": "checkpoint_every",
+    "pairs_per_prompt": "pairs_per_prompt",
+    "variants": "variants",
+    "val_tasks": "val_tasks",
+    "eval_every": "eval_every",
 }
 _SWITCHES = ("use_test_outputs", "merge", "gradient_checkpointing")  # flags that set a finetune key to true
 
@@ -47,25 +51,49 @@ def _config(args):
     return config
 
 
+def _same_sources(given: list[str] | None, saved: list[str], flag: str, out) -> None:
+    """On --resume, --data / --val-data may repeat the run's sources, never change them."""
+    from ..finetune.sources import parse_sources
+
+    if given is not None and [str(s) for s in parse_sources(given, flag)] != saved:
+        shown = " ".join(f"{flag} {s}" for s in saved) or f"no {flag}"
+        raise FinetuneError(f"{out}: was trained with {shown}; resume with those (or none)")
+
+
+def _fp16_check(progress: bool):
+    """The merged model's fp16 check for run_offline (arcsub.checks sits above finetune)."""
+
+    def check(folder: Path, source: str, max_tokens: int) -> dict:
+        from ..checks.fp16 import check_fp16
+
+        report = check_fp16(folder, source=source, max_tokens=max_tokens, prompts=2, progress=progress)
+        return dataclasses.asdict(report) | {"overflow": report.overflow, "verdict": report.lines()[-1]}
+
+    return check
+
+
 def cmd_finetune(args) -> int:
     from ..finetune.offline import read_run, time_limit_deadline
 
     config = _config(args)
     deadline = time_limit_deadline(args.time_limit)
-    model, data = args.model, args.data
+    model, data, val_data, cache_dir = args.model, args.data, args.val_data, args.cache_dir
     if args.resume:
         run = read_run(Path(args.out))
-        model, data = model or run["model"], data or run["data"]
-        if (model, data) != (run["model"], run["data"]):
-            raise FinetuneError(
-                f"{args.out}: was trained with --model {run['model']} --data {run['data']}; resume with those"
-            )
-    if data is None:
-        raise FinetuneError("--data is required: a task source such as arc1/training")
+        if model is not None and model != run["model"]:
+            raise FinetuneError(f"{args.out}: was trained with --model {run['model']}; resume with that one")
+        saved = config.finetune.sources or run["data"]  # older runs kept the source in run.json only
+        _same_sources(data, saved, "--data", args.out)
+        _same_sources(val_data, config.finetune.val_sources, "--val-data", args.out)
+        model, data, val_data = run["model"], saved, None
+        if cache_dir is None and run.get("cache"):  # the same cached dataset, not a copy in the default place
+            cache_dir = str(Path(run["cache"]["folder"]).parent)
     model = model or "default"
+    if not (data or config.finetune.sources):
+        raise FinetuneError("--data is required: a task source such as arc1/training (SOURCE@WEIGHT to mix)")
 
     if args.per_task:
-        return _per_task(model, data, args, config, deadline)
+        return _per_task(model, data or config.finetune.sources, args, config, deadline)
     from ..finetune.offline import run_offline
 
     with command_output(args.out, args.verbose):
@@ -74,11 +102,14 @@ def cmd_finetune(args) -> int:
             data,
             args.out,
             config,
+            val_data=val_data,
             resume=args.resume,
             max_steps=args.steps,
             deadline=deadline,
             skip_invalid=args.skip_invalid,
             progress=not args.no_progress,
+            cache_dir=cache_dir,
+            fp16_check=_fp16_check(not args.no_progress),
         )
     print(result.summary())
     return 0
@@ -90,8 +121,10 @@ def _per_task(model, data, args, config, deadline) -> int:
 
     if args.resume:
         raise FinetuneError("--per-task runs resume by themselves (done tasks are kept); drop --resume")
+    if len(data) > 1 or ("@" in data[0] and not Path(data[0]).exists()):
+        raise FinetuneError("--per-task trains on the tasks of one --data source, without a weight; give one")
     config.finetune = dataclasses.replace(config.finetune, adapter_mode="per_task")
-    tasks = load_tasks(data, skip_invalid=args.skip_invalid).tasks
+    tasks = load_tasks(data[0], skip_invalid=args.skip_invalid).tasks
     with command_output(args.out, args.verbose):
         net, tokenizer = load_for_training(model, config)
         results = train_tasks(
@@ -108,13 +141,42 @@ def register(sub) -> None:
         "finetune",
         help="fine-tune a model on a dataset (LoRA or full; resumable; runs under accelerate launch)",
         description=(
-            "Offline fine-tuning on the leave-one-out prompts of every task in --data, into --out "
-            "(adapter/, checkpoints/, config.toml). For several GPUs (or CPU processes): "
+            "Offline fine-tuning on the leave-one-out prompts of the tasks in --data (one or more "
+            "sources, mixed by weight), into --out (adapter/, checkpoints/, config.toml, run.json). "
+            "For several GPUs (or CPU processes): "
             "accelerate launch --multi_gpu --num_processes N .venv/bin/arcsub finetune ..."
         ),
     )
     p.add_argument("--model", help="model folder or 'default' (default: default)")
-    p.add_argument("--data", help=SOURCE_HELP)
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="SOURCE[@WEIGHT]",
+        help=f"training tasks: {SOURCE_HELP}; repeat to mix sources, each drawn in proportion to its "
+        "weight (default 1) (default: finetune.sources)",
+    )
+    p.add_argument(
+        "--val-data",
+        action="append",
+        metavar="SOURCE",
+        help="held-out tasks for the validation loss (never trained on); repeatable",
+    )
+    p.add_argument(
+        "--val-tasks", type=int, metavar="N", help="hold out this many tasks of --data for the validation loss"
+    )
+    p.add_argument("--eval-every", type=int, metavar="N", help="steps between validation losses (and one at the end)")
+    p.add_argument(
+        "--pairs-per-prompt", type=int, metavar="N", help="train pairs per prompt, drawn at random (0: all that fit)"
+    )
+    p.add_argument(
+        "--variants",
+        type=int,
+        metavar="K",
+        help="tokenize K augmented prompts per task once into a cached dataset and train from it (0: on the fly)",
+    )
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="where tokenized datasets are cached (default ~/.cache/arcsub/finetune-data)"
+    )
     p.add_argument("--out", default="runs/finetune", help="output folder (default runs/finetune)")
     p.add_argument("--steps", type=int, help="optimizer steps (default finetune.steps; per task with --per-task)")
     p.add_argument("--config", help="TOML config (sections prompt, augment, finetune)")
@@ -130,7 +192,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations to save memory")
     p.add_argument("--use-test-outputs", action="store_true", help="train on test pairs with known outputs too")
-    p.add_argument("--merge", action="store_true", help="also save the adapter merged into full weights")
+    p.add_argument(
+        "--merge", action="store_true", help="also save the adapter merged into full weights, checked for fp16"
+    )
     p.add_argument("--skip-invalid", action="store_true", help="leave out invalid tasks instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_verbose_option(p)

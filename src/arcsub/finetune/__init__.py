@@ -39,7 +39,10 @@ step, and why it stopped (``max_steps``, ``deadline``, ``non_finite``, ``skipped
 Deadlines are ``time.time()`` values. No step starts that is expected to end after
 the deadline (a moving average of past steps), so a run ends within one step's time
 of it, usually before. ``arcsub finetune`` (offline, resumable, data parallel) is
-``offline.py``.
+``offline.py``; at pre-training scale it draws from several sources by weight
+(``sources.py``, ``mixture.py``), optionally from a tokenized ``datasets`` cache
+(``cache.py``), with a validation loss on held-out tasks (``validation.py``), all put
+together in ``corpus.py``.
 
 torch, transformers and peft are imported inside the functions that need them.
 """

@@ -2,13 +2,15 @@
 
 ``LeaveOneOut(tasks, builder, config)`` is a callable ``(micro_step, rng) ->
 TokenizedPrompt`` for ``arcsub.finetune.loop.train_examples``. Each call picks a task
-(uniformly, when there are several: the shared-adapter mode and offline runs), one of
-its pairs as the question and the others as the examples, draws a fresh random
-augmentation (dihedral transform, colour permutation, example order; switches from
-``config.augment``), fits the prompt to the sequence budget by dropping examples the
-way the prompt builder does, and tokenizes it with labels on the answer only (or on
-every output with ``finetune.learn_outputs``). Labels come from the builder's
-character offsets, never from searching token ids.
+(uniformly, when there are several: the shared-adapter mode), and ``draw(task_id,
+rng)`` makes its prompt: one of its pairs as the question and the others as the
+examples (``finetune.pairs_per_prompt`` of them drawn at random when set), a fresh
+random augmentation (dihedral transform, colour permutation, example order; switches
+from ``config.augment``), fitted to the sequence budget by dropping examples the way
+the prompt builder does, and tokenized with labels on the answer only (or on every
+output with ``finetune.learn_outputs``). Labels come from the builder's character
+offsets, never from searching token ids. Offline runs mix several sources by weight
+over ``draw`` (``mixture.py``).
 
 The pool of pairs is the task's train pairs, plus its test pairs when their outputs
 are known and ``finetune.use_test_outputs`` is set (offline data only: at Kaggle the
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from ..augment import Augmentation, random_augmentation
 from ..config import Config
+from ..errors import ConfigError
 from ..prompts import PromptBuilder, PromptTooLong, TokenizedPrompt
 from ..tasks import Pair, Task
 
@@ -55,6 +58,12 @@ class LeaveOneOut:
         self.max_seq_len = config.finetune.max_seq_len or config.prompt.max_seq_len
         self.min_pairs = config.prompt.min_train_pairs
         self.use_test_outputs = config.finetune.use_test_outputs
+        self.pairs_per_prompt = config.finetune.pairs_per_prompt
+        if self.pairs_per_prompt and self.pairs_per_prompt < self.min_pairs:
+            raise ConfigError(
+                f"finetune.pairs_per_prompt = {self.pairs_per_prompt} is below prompt.min_train_pairs = "
+                f"{self.min_pairs}; raise it, or set 0 to show every pair that fits"
+            )
         self.questions: dict[str, list[_Question]] = {}
         self.skipped: dict[str, str] = {}
         for task in tasks:
@@ -105,21 +114,32 @@ class LeaveOneOut:
         if not self._task_ids:
             raise ValueError("no task has a prompt that fits; check .skipped before training")
         task_id = self._task_ids[rng.randrange(len(self._task_ids))] if len(self._task_ids) > 1 else self._task_ids[0]
+        return self.draw(task_id, rng)
+
+    def draw(self, task_id: str, rng: random.Random) -> TokenizedPrompt:
+        """A fresh prompt of ``task_id``: question, examples and augmentation from ``rng``."""
         questions = self.questions[task_id]
         for _ in range(DRAWS_BEFORE_FALLBACK):
-            question = questions[rng.randrange(len(questions))]
+            question = self._examples_drawn(questions[rng.randrange(len(questions))].task, rng)
             augmentation = random_augmentation(
                 rng,
-                len(question.task.train),
+                len(question.train),
                 keep_background=self.augment.keep_background,
                 permute_colors=self.augment.permute_colors,
                 shuffle_order=self.augment.shuffle_order,
             )
             try:
-                prompt = self.builder.fit(question.task, 0, augmentation, max_seq_len=self.max_seq_len)
+                prompt = self.builder.fit(question, 0, augmentation, max_seq_len=self.max_seq_len)
             except PromptTooLong:
                 continue
             return self.builder.tokenize(prompt, learn_outputs=self.learn_outputs)
         question = questions[rng.randrange(len(questions))]
         prompt = self.builder.build(question.task, 0, Augmentation(), keep=list(question.smallest))
         return self.builder.tokenize(prompt, learn_outputs=self.learn_outputs)
+
+    def _examples_drawn(self, task: Task, rng: random.Random) -> Task:
+        """``task`` with ``pairs_per_prompt`` of its examples, drawn at random (in order)."""
+        if not self.pairs_per_prompt or len(task.train) <= self.pairs_per_prompt:
+            return task
+        keep = sorted(rng.sample(range(len(task.train)), self.pairs_per_prompt))
+        return task.with_train([task.train[i] for i in keep])

@@ -11,8 +11,13 @@
      (``apply_gradients``); a NaN/inf loss or gradient skips the step, and after
      ``nan_patience`` such steps in a row the last weights known to give a finite loss
      are put back and the run stops (``NonFiniteGuard``);
-  4. advance the warm-up + decay schedule (``transformers.get_scheduler``), log every
-     ``log_every`` steps (``StepLog``), call ``on_step``.
+  4. advance the warm-up + decay schedule (``transformers.get_scheduler``), measure the
+     validation loss every ``eval_every`` steps and at the end (``evaluate``, when
+     given), log every ``log_every`` steps (``StepLog``), call ``on_step``.
+
+Sequences go through the model one at a time (batch 1, so nothing is padded); the
+``grad_accum`` sequences of a step are drawn first and run longest first, so a step
+reaches its peak memory on its first forward.
 
 With an ``accelerate.Accelerator`` (``arcsub finetune`` under ``accelerate launch``),
 the model is wrapped for data parallelism, gradients are all-reduced once per step,
@@ -66,6 +71,7 @@ def train_examples(
     resume_state: dict[str, Any] | None = None,
     on_step: Callable[[TrainingState], None] | None = None,
     progress: bool = True,
+    evaluate: Callable[[TrainingState], float] | None = None,
 ) -> TrainResult:
     """Train ``model``'s trainable weights on ``examples``; see the module docstring.
 
@@ -79,6 +85,9 @@ def train_examples(
     resume_state a ``TrainingState.state_dict()`` to continue from
     on_step     called after every optimizer step (checkpoints, a caller's progress bar)
     progress    show this run's own progress bar (on a terminal)
+    evaluate    the validation loss of the model now (no gradient; ``validation.py``),
+                recorded in ``result.val_losses`` every ``config.eval_every`` steps and
+                at the end
     """
     total = config.steps if max_steps is None else max_steps
     state = TrainingState.start(model, examples, config, total, label, accelerator, resume_state)
@@ -123,17 +132,32 @@ def train_examples(
             mean_loss = sum(losses) / len(losses)
             result.steps += 1
             result.losses.append(mean_loss)
+            val = None
+            if evaluate is not None and (result.steps % config.eval_every == 0 or result.steps == total):
+                val = validate(state, evaluate)
             result.seconds = time.time() - started
             timer.record(seconds)
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-            steps_log.step(result, mean_loss, state.scheduler.get_last_lr()[0], timer.seconds_left())
+            steps_log.step(result, mean_loss, state.scheduler.get_last_lr()[0], timer.seconds_left(), val)
             if on_step is not None:
                 on_step(state)
         else:
             result.stop_reason = STOP_MAX_STEPS
+        if (
+            evaluate is not None
+            and result.steps
+            and (not result.val_losses or result.val_losses[-1][0] != result.steps)
+        ):
+            steps_log.validation(result, validate(state, evaluate))  # stopped early: the end still gets one
     result.seconds = time.time() - started
     return result
+
+
+def validate(state: TrainingState, evaluate: Callable[[TrainingState], float]) -> float:
+    value = evaluate(state)
+    state.result.val_losses.append([state.result.steps, value])
+    return value
 
 
 # ---------------------------------------------------------------- state
@@ -224,7 +248,7 @@ class TrainingState:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         done = TrainResult.from_dict(state["result"])
-        progress = ("steps", "micro_steps", "tokens", "seconds", "max_step_seconds", "losses")
+        progress = ("steps", "micro_steps", "tokens", "seconds", "max_step_seconds", "losses", "val_losses")
         for key in progress + ("skipped_steps", "scaler_skips"):
             setattr(self.result, key, getattr(done, key))
 
@@ -242,12 +266,12 @@ def make_scheduler(optimizer, config: FinetuneConfig, total: int):
 
 
 def accumulate_gradients(state: TrainingState, draw: Callable[[int], TokenizedPrompt], grad_accum: int) -> list[float]:
-    """Forward and backward ``grad_accum`` examples; their losses, NaN included."""
+    """Forward and backward ``grad_accum`` examples (longest first); their losses, NaN included."""
     result, accelerator = state.result, state.accelerator
+    examples = [draw(result.micro_steps + k) for k in range(grad_accum)]
+    result.micro_steps += grad_accum
     losses = []
-    for k in range(grad_accum):
-        example = draw(result.micro_steps)
-        result.micro_steps += 1
+    for k, example in enumerate(sorted(examples, key=lambda ex: -len(ex.input_ids))):
         last = k == grad_accum - 1
         sync = nullcontext() if last or accelerator is None else accelerator.no_sync(state.forward_model)
         with sync:
@@ -375,22 +399,31 @@ class StepLog:
         self.name, self.total, self.every, self.main = name, total, every, main
         self.window: list[float] = []
 
-    def step(self, result: TrainResult, loss: float, lr: float, seconds_left: float | None) -> None:
+    def step(
+        self, result: TrainResult, loss: float, lr: float, seconds_left: float | None, val: float | None = None
+    ) -> None:
         self.window.append(loss)
-        if not self.main or (result.steps % self.every and result.steps != self.total):
+        if not self.main or (result.steps % self.every and result.steps != self.total and val is None):
             return
         left = f", {seconds_left:.0f}s before the deadline" if seconds_left is not None else ""
-        log.debug(
-            "%s: step %d/%d loss %.4f lr %.2e %.0f tokens/s%s",
+        shown = f" val loss {val:.4f}" if val is not None else ""
+        log.log(
+            logging.INFO if val is not None else logging.DEBUG,  # validation lines reach the screen
+            "%s: step %d/%d loss %.4f%s lr %.2e %.0f tokens/s%s",
             self.name,
             result.steps,
             self.total,
             sum(self.window) / len(self.window),
+            shown,
             lr,
             result.tokens_per_second,
             left,
         )
         self.window.clear()
+
+    def validation(self, result: TrainResult, val: float) -> None:
+        if self.main:
+            log.info("%s: step %d/%d val loss %.4f (at the stop)", self.name, result.steps, self.total, val)
 
     def skipped(self, step: int, losses: list[float], in_row: int) -> None:
         if self.main:

@@ -1,54 +1,75 @@
-"""Offline fine-tuning: ``arcsub finetune --model M --data SOURCE --out DIR``.
+"""Offline fine-tuning: ``arcsub finetune --model M --data SOURCE[@WEIGHT] ... --out DIR``.
 
 One adapter (or, with ``finetune.method = "full"``, the whole model) trained on the
-leave-one-out prompts of every task in a dataset, with the engine's loop
-(``arcsub.finetune.loop.train_examples``): this is how a submission model is made.
+leave-one-out prompts of the tasks of one or more sources, mixed by weight, with the
+engine's loop (``arcsub.finetune.loop.train_examples``): this is how a submission
+model is made, from a short fine-tune to the ARC pre-training recipe (several
+sources, RE-ARC style generated tasks, a tokenized cache, held-out validation tasks;
+``corpus.py`` and the modules it names).
 
 Layout of ``DIR``::
 
-    run.json                  model and data of the run (what --resume needs)
-    config.toml               the run's config
+    run.json                  model and data of the run (what --resume needs): sources,
+                              weights, task counts, held-out tasks, the data cache used
+    config.toml               the run's config (finetune.sources holds the --data specs)
     checkpoints/step-000100/  trainer_state.pt (trainable weights, optimizer, schedule,
                               gradient scaler, progress), config.toml, adapter/ (LoRA)
     adapter/ | model/         the final weights (peft adapter | full model), with
-                              train_result.json
-    merged/                   with finetune.merge: the adapter merged into full weights
+                              train_result.json and arcsub-training.json
+    merged/                   with finetune.merge: the adapter merged into full weights,
+                              fp16-checked (the outcome in train_result.json)
 
 A run stops at ``finetune.steps`` (or ``--steps``) or at the time limit, and always
 leaves a checkpoint: ``arcsub finetune --out DIR --resume [--steps N]`` continues it
-with the saved config (data drawn per process and micro-step from the seed, so the
-resumed run sees what the uninterrupted one would have).
+with the saved config (data drawn per process and micro-step from the seed, on the fly
+or from the same cached dataset, so the resumed run sees what the uninterrupted one
+would have).
 
 Data parallel: the same command under ``accelerate launch --multi_gpu --num_processes
 N .venv/bin/arcsub finetune ...``: each process draws different prompts, gradients are
 all-reduced every step (effective batch = N x grad_accum), only the main process logs
-and writes. Without GPUs the same launch runs N CPU processes over gloo (accelerate's
-``--cpu`` flag would start a single process). Use a fresh --out per run.
+and writes (the data cache is built by the main process first; the others open it).
+Without GPUs the same launch runs N CPU processes over gloo (accelerate's ``--cpu``
+flag would start a single process). Use a fresh --out per run.
+
+The merged model is checked for fp16 overflow by the ``fp16_check`` the caller passes
+(``arcsub finetune`` passes ``arcsub.checks.fp16``'s, which sits above this package):
+an overflow is recorded and raised as a ``FinetuneError``, so a model that cannot
+serve on a T4 never leaves silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..config import Config, save_config
-from ..errors import FinetuneError
+from ..errors import ArcsubError, FinetuneError
 from ..io import atomic_dir, write_json_atomic
-from ..leakage import TrainingManifest, read_training_manifest, write_training_manifest
+from ..leakage import (
+    TRAINING_MANIFEST,
+    TrainingManifest,
+    read_training_manifest,
+    seen_tasks,
+    write_training_manifest,
+)
 from ..models.default import resolve_model
 from ..prompts import PromptBuilder
-from ..tasks import load_tasks
-from .adapters import save_adapter, save_merged
-from .data import LeaveOneOut
+from .adapters import RESULT_FILE, save_adapter, save_merged
+from .corpus import Corpus, load_corpus, training_prompts
 from .loop import TrainingState, train_examples
 from .model import load_for_training
 from .result import TrainResult
+from .sources import parse_source
 from .ttft import check_window, steps_to_train
+from .validation import ValidationSet
 
 log = logging.getLogger("arcsub.finetune")
 
@@ -65,10 +86,12 @@ def checkpoints(out_dir: Path) -> list[Path]:
 
 
 def read_run(out_dir: Path) -> dict:
+    """The run's ``run.json``; ``data`` and ``val_data`` as lists (older runs held one string)."""
     try:
-        return json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+        run = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FinetuneError(f"{out_dir}: holds no fine-tuning run ({RUN_FILE} missing); start one without --resume")
+    return run | {"data": _as_list(run.get("data") or []), "val_data": _as_list(run.get("val_data") or [])}
 
 
 def save_checkpoint(state: TrainingState, out_dir: Path, config: Config, keep: int) -> Path:
@@ -92,20 +115,28 @@ def save_checkpoint(state: TrainingState, out_dir: Path, config: Config, keep: i
 
 def run_offline(
     model: str,
-    data: str,
+    data: str | Sequence[str] | None,
     out_dir: str | os.PathLike,
     config: Config,
     *,
+    val_data: str | Sequence[str] | None = None,
     resume: bool = False,
     max_steps: int | None = None,
     deadline: float | None = None,
     skip_invalid: bool = False,
     progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    fp16_check: Fp16Check | None = None,
 ) -> TrainResult:
-    """Train on every task of ``data`` into ``out_dir`` (layout in the module docstring).
+    """Train on the tasks of ``data`` (``SOURCE[@WEIGHT]`` specs; default
+    ``finetune.sources``) into ``out_dir`` (layout in the module docstring), with a
+    validation loss on ``val_data`` (default ``finetune.val_sources``) and
+    ``finetune.val_tasks`` held-out tasks.
 
     ``resume``: continue from the last checkpoint (``config`` should be the run's saved
-    one, see ``read_run``). Without it, ``out_dir`` must not hold checkpoints."""
+    one, see ``read_run``). Without it, ``out_dir`` must not hold checkpoints.
+    ``cache_dir``: where tokenized datasets are cached (``finetune.variants``).
+    ``fp16_check(folder, source, max_tokens) -> dict``: run on the merged model."""
     import torch
     from accelerate import Accelerator
 
@@ -120,30 +151,50 @@ def run_offline(
     main = accelerator.is_main_process
     ft = config.finetune
     total = steps_to_train(config, max_steps)
-    # A bad source or model fails before anything is written.
-    tasks = load_tasks(data, skip_invalid=skip_invalid).tasks
+    # Bad sources or a bad model fail before anything is written.
+    # Errors name the flag, or the config key when the sources came from the config.
+    where = "finetune.sources" if data is None and ft.sources else "--data"
+    data = _as_list(data) if data is not None else ft.sources
+    val_where = "finetune.val_sources" if val_data is None and ft.val_sources else "--val-data"
+    val_data = _as_list(val_data) if val_data is not None else ft.val_sources
+    corpus = load_corpus(data, val_data, config, where=where, val_where=val_where, skip_invalid=skip_invalid)
+    specs = [str(s.spec) for s in corpus.sources]
+    val_specs = [str(parse_source(v, val_where)) for v in val_data]
+    config = dataclasses.replace(config, finetune=dataclasses.replace(ft, sources=specs, val_sources=val_specs))
+    ft = config.finetune
     resolve_model(model)
+    run_info = {"model": str(model), "data": specs, "val_data": val_specs}
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / RUN_FILE, {"model": str(model), "data": data}, indent=1)
+        if not resume:  # a resumed run keeps its run.json (and the cache it names) until rewritten below
+            write_json_atomic(out / RUN_FILE, run_info, indent=1)
         save_config(config, out / "config.toml")
     net, tokenizer = load_for_training(model, config, device=accelerator.device)
-    check_window(net, config)
-    sampler = LeaveOneOut(tasks, PromptBuilder(config.prompt, tokenizer), config)
-    if not len(sampler):
+    budget = check_window(net, config)
+    builder = PromptBuilder(config.prompt, tokenizer)
+    examples, described = training_prompts(
+        corpus, config, builder, cache_dir=Path(cache_dir) if cache_dir else None, accelerator=accelerator,
+        progress=progress,
+    )  # fmt: skip
+    validation = ValidationSet.build(corpus.validation, builder, config) if corpus.validation else None
+    if validation is not None and not len(validation):
         raise FinetuneError(
-            f"{data}: no task has a leave-one-out prompt within {ft.max_seq_len or config.prompt.max_seq_len} "
-            "tokens; raise finetune.max_seq_len"
+            f"no validation prompt fits {budget} tokens ({len(corpus.validation)} held-out task(s)); "
+            "raise finetune.max_seq_len or hold out other tasks"
         )
+    base_manifest = read_training_manifest(model) if Path(str(model)).is_dir() else None
     if main:
-        log.info(
-            "%s: %d task(s) to train on, %d skipped (too long), %d process(es), %d step(s)",
-            data,
-            len(sampler),
-            len(sampler.skipped),
-            accelerator.num_processes,
-            total,
-        )
+        described["validation"] = {"tasks": len(corpus.validation), "prompts": len(validation or ())}
+        described["validation"]["too_long"] = validation.too_long if validation else []
+        write_json_atomic(out / RUN_FILE, run_info | described, indent=1)
+        _log_data(corpus, described, accelerator.num_processes, total)
+        if base_manifest is not None and validation is not None:
+            seen = seen_tasks(corpus.validation, base_manifest)
+            if seen:
+                log.warning(
+                    "%d validation task(s) were trained on by the base model (its %s): their loss is not held out",
+                    len(seen), TRAINING_MANIFEST,
+                )  # fmt: skip
     resume_state = None
     if resume:
         latest = found[-1]
@@ -151,17 +202,17 @@ def run_offline(
         if main:
             log.info("resuming from %s", latest)
 
-    seen: dict = {"saved": resume_state["result"]["steps"] if resume_state else -1, "state": None}
+    seen_state: dict = {"saved": resume_state["result"]["steps"] if resume_state else -1, "state": None}
 
     def on_step(state: TrainingState) -> None:
-        seen["state"] = state
+        seen_state["state"] = state
         if state.result.steps % ft.checkpoint_every == 0 and main:
             save_checkpoint(state, out, config, ft.keep_checkpoints)
-            seen["saved"] = state.result.steps
+            seen_state["saved"] = state.result.steps
 
     result = train_examples(
         net,
-        sampler,
+        examples,
         ft,
         deadline=deadline,
         max_steps=total,
@@ -171,27 +222,86 @@ def run_offline(
         resume_state=resume_state,
         on_step=on_step,
         progress=progress,
+        evaluate=validation.evaluate if validation is not None else None,
     )
     if accelerator.num_processes > 1:
         tokens = torch.tensor([float(result.tokens)], device=accelerator.device)
         result.tokens = int(accelerator.reduce(tokens, "sum").item())
+    overflow = None
     if main:
-        if seen["state"] is not None and seen["saved"] != result.steps:
-            save_checkpoint(seen["state"], out, config, ft.keep_checkpoints)  # the run can always resume
+        if seen_state["state"] is not None and seen_state["saved"] != result.steps:
+            save_checkpoint(seen_state["state"], out, config, ft.keep_checkpoints)  # the run can always resume
         final = out / ("adapter" if ft.method == "lora" else "model")
         save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
         # What it trained on travels with the weights: evaluations refuse those tasks.
-        manifest = read_training_manifest(model) if Path(str(model)).is_dir() else None
-        manifest = manifest or TrainingManifest()
-        manifest.add(data, tasks)
+        manifest = base_manifest or TrainingManifest()
+        for source in corpus.sources:
+            manifest.add(source.spec.source, source.tasks)
+        manifest.hold_out(corpus.validation)
         write_training_manifest(final, manifest)
-        if ft.merge and ft.method == "lora":
-            save_merged(net, tokenizer, out / "merged")
-            write_training_manifest(out / "merged", manifest)
+        if ft.merge:
+            overflow = _merge_and_check(net, tokenizer, out, final, manifest, result, corpus, budget, fp16_check)
         log.debug("%s", result.summary())  # the command prints it
         log.info("weights: %s", final)
     accelerator.wait_for_everyone()
+    if overflow:
+        raise FinetuneError(overflow)
     return result
+
+
+Fp16Check = Callable[[Path, str, int], dict]
+
+
+def _merge_and_check(net, tokenizer, out, final, manifest, result, corpus, budget, fp16_check) -> str | None:
+    """Write ``merged/`` (LoRA) and fp16-check the servable folder; the outcome goes
+    into ``train_result.json`` beside both. Returns the overflow message, if any."""
+    served = final
+    if hasattr(net, "peft_config"):  # LoRA: merge; a full fine-tune is served as it is
+        served = save_merged(net, tokenizer, out / "merged")
+        write_training_manifest(served, manifest)
+    if fp16_check is None:
+        result.fp16 = {"checked": False, "reason": "no fp16 check given; run arcsub model check-fp16 on it"}
+        log.warning("%s: not checked for fp16 (run arcsub model check-fp16 %s)", served, served)
+    else:
+        try:
+            result.fp16 = {"checked": True} | fp16_check(served, corpus.sources[0].spec.source, min(budget, 2048))
+        except ArcsubError as exc:  # e.g. no prompt fits: say so, loudly, but keep the weights
+            result.fp16 = {"checked": False, "reason": str(exc)}
+            log.warning("%s: fp16 check could not run: %s", served, exc)
+    for folder in {final, served}:
+        write_json_atomic(folder / RESULT_FILE, result.to_dict(), indent=1)
+    if not result.fp16.get("overflow"):
+        if result.fp16.get("checked"):
+            log.info("%s: fp16 check ok (largest activation %.4g)", served, result.fp16.get("max_abs_activation", 0))
+        return None
+    return (
+        f"{served}: the merged model overflows in fp16 ({result.fp16.get('nonfinite_logits', '?')} non-finite "
+        f"logits, largest activation {result.fp16.get('max_abs_activation', float('nan')):.4g} of 65504): it cannot "
+        "serve on a T4; do not ship it (lower the learning rate or train with --precision fp16)"
+    )
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _log_data(corpus: Corpus, described: dict, processes: int, total: int) -> None:
+    for entry in described["sources"]:
+        log.info(
+            "%s: %d task(s) to train on (weight %g), %d skipped (too long)",
+            entry["source"], entry["tasks_with_prompts"], entry["weight"], entry["skipped_too_long"],
+        )  # fmt: skip
+    if corpus.validation:
+        val = described["validation"]
+        log.info(
+            "validation: %d held-out task(s), %d prompt(s); %d training task(s) left out as validation tasks or copies",
+            val["tasks"], val["prompts"], corpus.left_out,
+        )  # fmt: skip
+    cache = described["cache"]
+    if cache is not None:
+        how = "reused" if cache["reused"] else f"built in {cache['build_seconds']:.1f}s"
+        log.info("data cache %s: %s (%d prompts, %d per task)", how, cache["folder"], cache["rows"], cache["variants"])
+    log.info("%d process(es), %d step(s)", processes, total)
 
 
 def time_limit_deadline(minutes: float | None) -> float | None:

@@ -30,13 +30,19 @@ class TrainResult:
     scaler_skips: int = 0  # fp16: steps the gradient scaler skipped while finding its scale
     restored: bool = False  # the guard put back the last good weights
     message: str = ""  # the reason in words, when it is not plain
+    val_losses: list[list[float]] = field(default_factory=list)  # [step, mean validation answer loss]
+    fp16: dict[str, Any] | None = None  # the merged model's fp16 check (arcsub finetune --merge)
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.val_losses[-1][1] if self.val_losses else None
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"tokens_per_second": self.tokens_per_second}
+        return asdict(self) | {"tokens_per_second": self.tokens_per_second, "val_loss": self.val_loss}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainResult:
@@ -50,4 +56,6 @@ class TrainResult:
             f"{self.label or 'run'}: {self.steps}/{self.total_steps} steps, loss {first} -> {last}, "
             f"{self.tokens_per_second:.0f} tokens/s, {self.seconds:.1f}s, stopped: {self.stop_reason}"
         )
+        if self.val_losses:
+            text += f", val loss {self.val_loss:.4f} at step {self.val_losses[-1][0]:.0f}"
         return text + (f" ({self.message})" if self.message else "")
