@@ -77,8 +77,12 @@ def test_validate_submission_reports_problems(capsys, tmp_path):
 
 
 def test_model_default_prints_the_cached_folder(capsys, default_model_path):
-    code, out, _ = run(capsys, "model", "default")
+    from arcsub.models.pretrained import MERGED_DIRNAME
+
+    code, out, _ = run(capsys, "model", "default", "--chat")
     assert code == 0 and out.strip() == str(default_model_path)
+    code, out, _ = run(capsys, "model", "default")  # the pre-trained default, merged beside it
+    assert code == 0 and out.strip() == str(default_model_path.parent / MERGED_DIRNAME)
 
 
 def test_pure_modules_import_no_torch_or_vllm():

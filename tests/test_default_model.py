@@ -21,7 +21,7 @@ def test_second_call_reuses_the_cache(default_model_path):
     before = (default_model_path / "model.safetensors").stat().st_mtime_ns
     assert default_model_dir() == default_model_path
     assert (default_model_path / "model.safetensors").stat().st_mtime_ns == before
-    assert resolve_model("default") == default_model_path
+    assert resolve_model("default-chat") == default_model_path  # "default" is the ARC-pre-trained one
 
 
 def test_it_is_a_real_model(default_model_path, default_tokenizer):

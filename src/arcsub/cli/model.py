@@ -10,9 +10,25 @@ from ..models.context import SCALINGS
 
 
 def cmd_model_default(args) -> int:
-    from ..models.default import default_model_dir
+    from ..models.default import CHAT_NAME, DEFAULT_NAME, resolve_model
 
-    print(default_model_dir())
+    print(resolve_model(CHAT_NAME if args.chat else DEFAULT_NAME))
+    return 0
+
+
+def cmd_model_pack_default(args) -> int:
+    from pathlib import Path
+
+    from ..finetune.adapters import pack_adapter
+    from ..models import pretrained
+
+    recipe = Path(args.recipe).read_text()
+    dest = pack_adapter(
+        args.adapter, pretrained.ADAPTER_DIR, recipe=recipe, base_name=pretrained.SHIPPED_BASE_NAME,
+        max_bytes=pretrained.MAX_ADAPTER_BYTES,
+    )  # fmt: skip
+    size = (dest / pretrained.ADAPTER_WEIGHTS).stat().st_size
+    print(f"{dest}: the shipped adapter of 'default' now ({size / 2**20:.1f} MiB); the next use merges it again")
     return 0
 
 
@@ -133,8 +149,19 @@ def _lengths(text: str) -> list[int]:
 def register(sub) -> None:
     model = sub.add_parser("model", help="the default model and model preparation")
     model = model.add_subparsers(dest="model_command", required=True)
-    p = model.add_parser("default", help="convert (once) and print the embedded default model's path")
+    p = model.add_parser(
+        "default", help="prepare (once) and print the embedded default's folder: pre-trained on ARC, or --chat"
+    )
+    p.add_argument("--chat", action="store_true", help="the chat model without ARC pre-training (default-chat)")
     p.set_defaults(func=cmd_model_default)
+
+    p = model.add_parser(
+        "pack-default",
+        help="(maintainers) make an arcsub finetune adapter of default-chat the shipped pre-trained default",
+    )
+    p.add_argument("adapter", help="the adapter/ folder of the run")
+    p.add_argument("--recipe", default="scripts/pretrain-default.sh", help="the command that made it (RECIPE.md)")
+    p.set_defaults(func=cmd_model_pack_default)
 
     p = model.add_parser("inspect", help="candidate table: shapes, RoPE, tokens, TP=2, fp16 range, T4 memory")
     p.add_argument("targets", nargs="*", help="model folders, 'default', or candidate names")

