@@ -115,6 +115,16 @@ def test_cost_model_is_careful_with_one_measurement_and_fits_a_line_with_more():
     assert cost.predict(200) == pytest.approx(3.0)
 
 
+def test_cost_model_fits_no_slope_to_sizes_too_close_to_tell_apart():
+    # Measured in an evaluation: inference of 38.7 s at 127 cells and 37.0 s at 126 once
+    # gave 1.7 s per cell, 186 s for a 111-cell task, and that task no fine-tuning at all.
+    cost = LinearCost()
+    cost.add(127, 38.68)
+    cost.add(126, 37.01)
+    assert cost.predict(111) == pytest.approx(37.845 * (0.5 + 0.5 * 111 / 126.5))  # their mean, half fixed
+    assert cost.predict(111) < 38.68
+
+
 def test_plan_sizes_steps_from_measured_step_time_and_trims_inference_when_short():
     settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2)
     costs = CostModel()

@@ -67,8 +67,13 @@ class LinearCost:
 
     One measurement cannot tell fixed cost from cost per cell; it is split half and
     half, which errs on the safe side for the smaller tasks that follow (tasks run
-    longest first). From two sizes on, a least-squares line (kept non-negative), and
-    never below the cheapest measurement per cell."""
+    longest first). From sizes spread by at least ``MIN_SPREAD`` of their mean on, a
+    least-squares line (kept non-negative), and never below the cheapest measurement per
+    cell. Sizes closer than that are one size to the fit: two tasks of 126 and 127 cells
+    whose times differ by noise would give a slope of seconds per cell, and every smaller
+    task an inference time several times its own."""
+
+    MIN_SPREAD = 0.25
 
     def __init__(self, keep: int = 12):
         self.points: list[tuple[float, float]] = []  # (cells, seconds)
@@ -86,9 +91,8 @@ class LinearCost:
         xs, ys = [p[0] for p in self.points], [p[1] for p in self.points]
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
         spread = sum((x - mean_x) ** 2 for x in xs)
-        if spread == 0:
-            c0, s0 = mean_x, mean_y
-            return s0 * (0.5 + 0.5 * cells / c0)
+        if max(xs) - min(xs) < self.MIN_SPREAD * mean_x:
+            return mean_y * (0.5 + 0.5 * cells / mean_x)
         slope = max(0.0, sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread)
         fixed = max(0.0, mean_y - slope * mean_x)
         floor = min(y / x for x, y in self.points) * cells
