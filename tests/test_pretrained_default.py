@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from arcsub.models import pretrained
-from arcsub.models.default import cache_root, resolve_model
+from arcsub.models.default import STAMP_FILE, cache_root, resolve_model
 
 
 @pytest.fixture(scope="session")
@@ -72,12 +72,12 @@ def test_a_stale_merge_is_redone(monkeypatch, pretrained_default_path):
     shutil.rmtree(stale, ignore_errors=True)
     stale.mkdir(parents=True)
     (stale / "junk.bin").write_text("x")
-    (stale / pretrained.STAMP_FILE).write_text(json.dumps({"merger_version": 0}))
+    (stale / STAMP_FILE).write_text(json.dumps({"merger_version": 0}))
     monkeypatch.setattr(pretrained, "MERGED_DIRNAME", name)
     try:
         rebuilt = pretrained.pretrained_default_dir(notify=lambda m: None)
         assert rebuilt == stale and not (stale / "junk.bin").exists()
-        assert json.loads((stale / pretrained.STAMP_FILE).read_text())["merger_version"] == pretrained.MERGER_VERSION
+        assert json.loads((stale / STAMP_FILE).read_text())["merger_version"] == pretrained.MERGER_VERSION
         assert (stale / "arcsub-training.json").read_bytes() == (
             pretrained_default_path / "arcsub-training.json"
         ).read_bytes()

@@ -19,20 +19,18 @@ lock, so two runs, or the processes of one ``accelerate launch``, never build it
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config import Config
 from ..console import progress_bar
-from ..io import atomic_dir, write_json_atomic
+from ..io import atomic_dir, exclusive_lock, write_json_atomic
 from ..models.default import cache_root
 from ..prompts import TokenizedPrompt
 from .data import LeaveOneOut
@@ -121,7 +119,7 @@ def open_cache(
     key = cache_key(sources, config, tokenizer, max_seq_len)
     folder = folder_root / key
     started = time.time()
-    with _locked(folder_root / f".{key}.lock"):
+    with exclusive_lock(folder_root / f".{key}.lock"):
         reused = (folder / META_FILE).is_file()
         if not reused:
             _build(folder, sources, make_sampler, config.finetune.seed, config.finetune.variants, progress)
@@ -186,17 +184,6 @@ def _open(folder: Path):
     from datasets import Dataset
 
     return Dataset.from_file(str(folder / DATA_FILE))  # memory-mapped: rows are read when drawn
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class CachedPrompts:

@@ -10,17 +10,15 @@ against a stale or half-written cache: conversion writes to a temp folder and re
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Callable
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 from ..console import say
 from ..errors import ModelNotFoundError
-from ..io import atomic_dir, file_sha256
+from ..io import atomic_dir, exclusive_lock, file_sha256
 
 DEFAULT_NAME = "default"  # the ARC-pre-trained default (arcsub.models.pretrained)
 CHAT_NAME = "default-chat"  # the chat model as its makers shipped it, converted
@@ -68,33 +66,30 @@ def _read_stamp(model_dir: Path) -> dict | None:
         return None
 
 
-@contextmanager
-def _exclusive(lock_path: Path):
-    """Serialize conversions across processes (parallel test workers, two shells)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def stamped_folder(
+    target: Path, wanted: dict, build: Callable[[Path], None], message: str, notify: Callable[[str], None]
+) -> Path:
+    """``target`` when its stamp is ``wanted``; otherwise built by ``build`` into a
+    temporary folder, stamped and swapped in, under a lock across processes (parallel
+    test workers, two shells): a stale or half-written cache is rebuilt, never used."""
+    if _read_stamp(target) == wanted:
+        return target
+    with exclusive_lock(target.parent / f".{target.name}.lock"):
+        if _read_stamp(target) == wanted:  # another process built it meanwhile
+            return target
+        notify(message)
+        with atomic_dir(target) as tmp:
+            build(tmp)
+            (tmp / STAMP_FILE).write_text(json.dumps(wanted, indent=1))
+    return target
 
 
 def default_model_dir(*, notify: Callable[[str], None] = say) -> Path:
     """Return the converted default model directory, converting on first use."""
     gguf = locate_default_gguf()
     target = cache_root() / "models" / MODEL_DIRNAME
-    wanted = _wanted_stamp(gguf)
-    if _read_stamp(target) == wanted:
-        return target
-    with _exclusive(cache_root() / "models" / f".{MODEL_DIRNAME}.lock"):
-        if _read_stamp(target) == wanted:  # another process converted it meanwhile
-            return target
-        notify(f"converting {gguf.name} to a Hugging Face model in {target} (once; about a minute)")
-        with atomic_dir(target) as tmp:
-            convert_gguf(gguf, tmp)
-            (tmp / STAMP_FILE).write_text(json.dumps(wanted, indent=1))
-    return target
+    message = f"converting {gguf.name} to a Hugging Face model in {target} (once; about a minute)"
+    return stamped_folder(target, _wanted_stamp(gguf), lambda tmp: convert_gguf(gguf, tmp), message, notify)
 
 
 def convert_gguf(gguf: Path, out_dir: Path) -> None:

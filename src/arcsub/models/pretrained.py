@@ -18,14 +18,13 @@ from pathlib import Path
 
 from ..console import say
 from ..errors import ModelNotFoundError
-from ..io import atomic_dir, file_sha256
+from ..io import file_sha256
 
 ADAPTER_DIR = Path(__file__).parent / "pretrained"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MERGED_DIRNAME = "SmolLM2-135M-Instruct-arc"
 # Bump when the merge changes what it writes: old caches are then rebuilt.
 MERGER_VERSION = 1
-STAMP_FILE = "arcsub-stamp.json"
 
 
 def shipped_adapter() -> Path:
@@ -39,40 +38,26 @@ def shipped_adapter() -> Path:
 
 
 def _wanted_stamp(base: Path, adapter: Path) -> dict:
-    from .default import STAMP_FILE as BASE_STAMP
+    from .default import STAMP_FILE
 
     return {
-        "base": json.loads((base / BASE_STAMP).read_text()),
+        "base": json.loads((base / STAMP_FILE).read_text()),
         "adapter_sha256": file_sha256(adapter / ADAPTER_WEIGHTS),
         "merger_version": MERGER_VERSION,
     }
 
 
-def _read_stamp(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / STAMP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def pretrained_default_dir(*, notify: Callable[[str], None] = say) -> Path:
     """The merged pre-trained default, merging on first use (and after an upgrade)."""
-    from .default import _exclusive, cache_root, default_model_dir
+    from .default import cache_root, default_model_dir, stamped_folder
 
     base = default_model_dir(notify=notify)
     adapter = shipped_adapter()
     target = cache_root() / "models" / MERGED_DIRNAME
-    wanted = _wanted_stamp(base, adapter)
-    if _read_stamp(target) == wanted:
-        return target
-    with _exclusive(cache_root() / "models" / f".{MERGED_DIRNAME}.lock"):
-        if _read_stamp(target) == wanted:  # another process merged it meanwhile
-            return target
-        notify(f"merging the ARC pre-trained adapter into the default model in {target} (once; seconds)")
-        with atomic_dir(target) as tmp:
-            merge_adapter(base, adapter, tmp)
-            (tmp / STAMP_FILE).write_text(json.dumps(wanted, indent=1))
-    return target
+    message = f"merging the ARC pre-trained adapter into the default model in {target} (once; seconds)"
+    return stamped_folder(
+        target, _wanted_stamp(base, adapter), lambda tmp: merge_adapter(base, adapter, tmp), message, notify
+    )
 
 
 def merge_adapter(base: Path, adapter: Path, out_dir: Path) -> None:
