@@ -88,6 +88,15 @@ def model_facts(model_dir: Path) -> dict:
     return {"parameters": config_facts.count_parameters(cfg), "context_window": config_facts.context_window(cfg)}
 
 
+def model_stamp(model_dir: Path) -> dict | None:
+    from ..models.default import STAMP_FILE
+
+    try:
+        return json.loads((model_dir / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def check_state(out: Path, state: dict, restart: bool) -> bool:
     """True when ``out`` holds this evaluation already (resume); clears it for a new one."""
     path = out / STATE_FILE
@@ -190,6 +199,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     workers = options.workers or machine.machine.worker_count
     state = {
         "model": str(model_dir),
+        "model_stamp": model_stamp(model_dir),  # the default's cache is rebuilt in place on an upgrade
         "data": options.data,
         "tasks": [t.id for t in tasks],
         "per_task_s": round(budget.per_task_s, 1),
