@@ -173,6 +173,12 @@ def test_selection_ranks_and_always_fills_both_attempts(tmp_path):
     # combined: a = -1 + log(1/4) = -2.39, c = -4.5 + log(3/4) = -4.79
     assert selection.attempts["t"][0] == (a, c)
     assert select_attempts([task], store, "votes").attempts["t"][0] == (c, a)
+    # hits (2025 winners): a = 1 - 1.0 = 0.0, c = 3 - 4.5 = -1.5
+    assert select_attempts([task], store, "hits").attempts["t"][0] == (a, c)
+    store.save_scores("t", [[Candidate(a, 1, [-1.0], 0, {"id": -1.0}), Candidate(c, 3, [-0.1], 1, {"id": -2.5})], []])
+    assert select_attempts([task], store, "hits").attempts["t"][0] == (c, a)  # 0.5 against 0.0
+    assert select_attempts([task], store, "scores").attempts["t"][0] == (a, c)
+    store.save_scores("t", scored)
     # empty: the baseline's rule (identity fits the one train pair) then the test input
     assert selection.attempts["t"][1] == (((8,),), ((8,),))
     assert validate_submission(make_submission(selection.attempts), [task]) == []

@@ -134,7 +134,7 @@ class FinetuneConfig:
 
 
 BACKENDS = ("vllm", "transformers")
-SELECTIONS = ("votes", "scores", "combined")
+SELECTIONS = ("votes", "scores", "combined", "hits")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -151,7 +151,7 @@ class InferenceConfig:
     scoring: bool = True  # step 2 on/off
     score_augmentations: int = 8  # step 2: augmentations each candidate is scored under
     max_candidates: int = 8  # step 2: candidates scored per test input (the best by votes)
-    selection: str = "combined"  # votes | scores | combined (see arcsub.selection.rank_candidates)
+    selection: str = "combined"  # votes | scores | combined | hits (see arcsub.selection.rank_candidates)
     seed: int = 0
     max_model_len: int | None = None  # default: the model's window (max_position_embeddings)
     dtype: str = "auto"  # auto: float16 on CUDA without bf16 (T4), bfloat16 with it, float32 on CPU

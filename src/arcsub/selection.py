@@ -105,7 +105,7 @@ def vote_order(c: Candidate) -> tuple:
     return (-c.count, -c.mean_logprob, c.first_seen)
 
 
-SELECTION_METHODS = ("votes", "scores", "combined")
+SELECTION_METHODS = ("votes", "scores", "combined", "hits")
 
 
 def rank_candidates(candidates: Sequence[Candidate], method: str = "combined") -> list[Candidate]:
@@ -116,6 +116,9 @@ def rank_candidates(candidates: Sequence[Candidate], method: str = "combined") -
     ``combined``  mean log-likelihood + log of the candidate's share of the votes: both
                   terms are log-probabilities, one from the model's judgement of the
                   finished grid, one from how often sampling produced it
+    ``hits``      the number of samples that produced it + its mean log-likelihood under
+                  the scoring augmentations (the ARC Prize 2025 winners' rule; one set of
+                  augmentations is shared by all candidates, so the means compare)
     Unscored candidates rank after scored ones under ``scores`` and ``combined``.
     Ties fall back to the vote order.
     """
@@ -129,6 +132,8 @@ def rank_candidates(candidates: Sequence[Candidate], method: str = "combined") -
     def key(c: Candidate) -> float:
         if method == "scores" or c.count == 0:
             return c.mean_score
+        if method == "hits":
+            return c.count + c.mean_score
         return c.mean_score + math.log(c.count / total)
 
     # sorted() is stable: equal keys keep the vote order
