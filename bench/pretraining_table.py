@@ -16,21 +16,11 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-import tomllib
 from pathlib import Path
 
-from arcsub.config import config_to_toml, load_config
+from levers import METRIC_HEADER, metric_cells, variant_config  # bench/ is the script's folder
+
 from arcsub.evaluate.run import EvaluationOptions, evaluate
-
-
-def no_ttft_config(config: Path, out: Path) -> Path:
-    settings = load_config(config)
-    settings.finetune.steps = 0
-    path = out / "no-ttft.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_to_toml(settings))
-    tomllib.loads(path.read_text())  # what the kernel will read back
-    return path
 
 
 def main() -> None:
@@ -44,7 +34,10 @@ def main() -> None:
     args = parser.parse_args()
 
     out = Path(args.out)
-    configs = {"TTFT": Path(args.config), "no TTFT": no_ttft_config(Path(args.config), out)}
+    configs = {
+        "TTFT": Path(args.config),
+        "no TTFT": variant_config(Path(args.config), ["finetune.steps=0"], out / "no-ttft.toml"),
+    }
     rows = []
     for model, label in (("default-chat", "as shipped (default-chat)"), ("default", "pre-trained (default)")):
         for ttft, config in configs.items():
@@ -60,18 +53,11 @@ def main() -> None:
                     workers=args.workers,
                 )
             )
-            total = evaluation["overall"]
-            rows.append(
-                f"| {label} | {ttft} | {total['score']:.3f} ({total['solved']}/{total['test_outputs']}) "
-                f"| {total['vote_2']:.3f} | {total['pass_n']:.3f} | {total['accuracy']:.3f} "
-                f"| {total['correct_size']:.3f} | {total['ttft_steps_per_task']:g} | {total['predictions_per_task']:g} "
-                f"| {total['seconds_per_task']:g} | {time.time() - start:.0f} s |"
-            )
+            rows.append(f"| {label} | {ttft} | {metric_cells(evaluation['overall'])} | {time.time() - start:.0f} s |")
     print(f"# {args.data}, {args.smallest} smallest tasks, {args.budget_per_task:g} s per task, {args.config}")
     print(f"# {platform.machine()}, {platform.processor() or 'cpu'}, {time.strftime('%Y-%m-%d')}")
-    print("| model | TTFT | score (solved) | vote_2 | pass_n | accuracy | correct size | TTFT steps/task "
-          "| predictions/task | s/task | run |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| model | TTFT | {METRIC_HEADER} | run |")
+    print("|---|---|" + "---|" * (METRIC_HEADER.count("|") + 2))
     for row in rows:
         print(row)
 

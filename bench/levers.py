@@ -1,0 +1,97 @@
+"""Accuracy levers, one ``arcsub evaluate`` each on the same held-out slice and budget.
+
+Each variant is the base config with some settings changed (``section.key=value``, the
+value read as TOML); ``baseline`` changes nothing. Resumable: each variant keeps its
+folder under ``--out``.
+
+    .venv/bin/python bench/levers.py --smallest 24 --budget-per-task 60 \\
+        --variant learn_outputs:finetune.learn_outputs=true \\
+        --variant 16_predictions:inference.num_augmentations=16
+
+Prints markdown rows (setting, score on the slice, time per task); record them with the
+slice, machine and date in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import tomllib
+from pathlib import Path
+
+from arcsub.config import config_to_toml, load_config
+from arcsub.evaluate.run import EvaluationOptions, evaluate
+
+
+def variant_config(base: Path, changes: list[str], path: Path) -> Path:
+    """``base`` with ``section.key=value`` changes (values as TOML), written to ``path``;
+    a bad setting fails here, as the config's own checks say, not in the kernel."""
+    config = load_config(base)
+    for change in changes:
+        name, _, value = change.partition("=")
+        section, _, key = name.partition(".")
+        parsed = tomllib.loads(f"v = {value}")["v"]
+        setattr(config, section, dataclasses.replace(getattr(config, section), **{key: parsed}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_to_toml(config))
+    return path
+
+
+METRIC_HEADER = (
+    "score (solved) | vote_2 | pass_n | accuracy | correct size | TTFT steps/task | predictions/task | s/task"
+)
+
+
+def metric_cells(total: dict) -> str:
+    """An evaluation's overall figures as the cells under ``METRIC_HEADER``."""
+    return (
+        f"{total['score']:.3f} ({total['solved']}/{total['test_outputs']}) | {total['vote_2']:.3f} "
+        f"| {total['pass_n']:.3f} | {total['accuracy']:.3f} | {total['correct_size']:.3f} "
+        f"| {total['ttft_steps_per_task']:g} | {total['predictions_per_task']:g} | {total['seconds_per_task']:g}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--data", default="arc1/evaluation")
+    parser.add_argument("--smallest", type=int, default=24)
+    parser.add_argument("--budget-per-task", type=float, default=60.0)
+    parser.add_argument("--config", default="configs/cpu-smoke.toml")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variant", action="append", default=[], help="NAME:section.key=value[,section.key=value]")
+    parser.add_argument("--out", default="runs/levers")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    variants = [("baseline", [])] + [
+        (spec.partition(":")[0], spec.partition(":")[2].split(",")) for spec in args.variant
+    ]
+    rows = []
+    for name, changes in variants:
+        config = variant_config(Path(args.config), changes, out / "configs" / f"{name}.toml")
+        start = time.time()
+        evaluation = evaluate(
+            EvaluationOptions(
+                out=out / name,
+                model=args.model,
+                data=args.data,
+                smallest=args.smallest,
+                config=config,
+                per_task_s=args.budget_per_task,
+                workers=args.workers,
+            )
+        )
+        total = evaluation["overall"]
+        setting = ", ".join(changes) or f"{args.config} as it is"
+        rows.append(f"| {name} | {setting} | {metric_cells(total)} | {time.time() - start:.0f} s |")
+    print(f"# {args.model} on {args.data}, {args.smallest} smallest, {args.budget_per_task:g} s per task")
+    print(f"| lever | setting | {METRIC_HEADER} | run |")
+    print("|---|---|" + "---|" * (METRIC_HEADER.count("|") + 2))
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
