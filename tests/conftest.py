@@ -154,3 +154,34 @@ def fake_terminal():
     logger.removeHandler(handler)
     for handler in before:
         logger.addHandler(handler)
+
+
+# ---------------------------------------------------------------- several processes
+
+
+@pytest.fixture(scope="session")
+def arcsub_under_accelerate():
+    """``run(*args)``: ``arcsub ARGS`` as 2 CPU processes (gloo) under ``accelerate launch``,
+    the multi-GPU recipe, on a free port; returns the finished process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(*args):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        bin_dir = Path(sys.executable).parent
+        command = [
+            bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port,
+            bin_dir / "arcsub", *args,
+        ]  # fmt: skip
+        env = os.environ | {"OMP_NUM_THREADS": "1"}
+        return subprocess.run(
+            list(map(str, command)), check=False, capture_output=True, text=True, env=env, timeout=300
+        )
+
+    return run

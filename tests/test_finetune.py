@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +16,11 @@ from arcsub.leakage import read_training_manifest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from arcsub.augment import Augmentation  # noqa: E402
-from arcsub.cli import main as cli_main  # noqa: E402
-from arcsub.config import Config, FinetuneConfig, config_from_dict, config_to_toml, load_config  # noqa: E402
-from arcsub.errors import ConfigError, FinetuneError  # noqa: E402
-from arcsub.finetune import (  # noqa: E402
+from arcsub.augment import Augmentation
+from arcsub.cli import main as cli_main
+from arcsub.config import Config, FinetuneConfig, config_from_dict, config_to_toml, load_config
+from arcsub.errors import ConfigError, FinetuneError
+from arcsub.finetune import (
     STOP_DEADLINE,
     STOP_MAX_STEPS,
     STOP_NON_FINITE,
@@ -37,11 +33,11 @@ from arcsub.finetune import (  # noqa: E402
     train_task,
     train_tasks,
 )
-from arcsub.finetune.data import LeaveOneOut  # noqa: E402
-from arcsub.finetune.loop import answer_loss, make_scheduler  # noqa: E402
-from arcsub.finetune.precision import Precision, resolve_precision  # noqa: E402
-from arcsub.prompts import IGNORE_INDEX, PromptBuilder  # noqa: E402
-from arcsub.tasks import Task, load_tasks  # noqa: E402
+from arcsub.finetune.data import LeaveOneOut
+from arcsub.finetune.loop import answer_loss, make_scheduler
+from arcsub.finetune.precision import Precision, resolve_precision
+from arcsub.prompts import IGNORE_INDEX, PromptBuilder
+from arcsub.tasks import Task, load_tasks
 
 SMALL = "arc1/training[0d3d703e,25d8a9c8,3c9b0459]"  # 3x3 grids, 4 train pairs each
 CPU = torch.device("cpu")
@@ -558,24 +554,15 @@ def test_finetune_command_checkpoints_and_resumes(tiny_llama_path, tmp_path, cap
     assert uninterrupted["losses"] == pytest.approx(resumed["losses"], rel=1e-5)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_finetune_command_runs_data_parallel_under_accelerate_launch(tiny_llama_path, tmp_path):
+def test_finetune_command_runs_data_parallel_under_accelerate_launch(
+    tiny_llama_path, tmp_path, arcsub_under_accelerate
+):
     """Two CPU processes (gloo) under ``accelerate launch``: the multi-GPU recipe."""
-    bin_dir = Path(sys.executable).parent
     out = tmp_path / "ddp"
-    command = [
-        bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
-        bin_dir / "arcsub", "finetune", "--model", tiny_llama_path, "--data", SMALL, "--out", out,
+    done = arcsub_under_accelerate(
+        "finetune", "--model", tiny_llama_path, "--data", SMALL, "--out", out,
         "--steps", 3, "--max-seq-len", 1024, "--no-progress",
-    ]  # fmt: skip
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env, timeout=300)
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stderr
     result = json.loads((out / "adapter" / "train_result.json").read_text())

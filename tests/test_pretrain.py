@@ -5,10 +5,7 @@ held-out validation tasks, resume, the fp16 check of the merged model, bad input
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -336,26 +333,13 @@ def test_bad_input_is_one_line_naming_the_flag(tiny_llama_path, tmp_path, capsys
 # ---------------------------------------------------------------- several processes
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_the_cached_path_runs_data_parallel_under_accelerate_launch(tiny_llama_path, tmp_path):
-    bin_dir = Path(sys.executable).parent
+def test_the_cached_path_runs_data_parallel_under_accelerate_launch(tiny_llama_path, tmp_path, arcsub_under_accelerate):
     out = tmp_path / "ddp"
-    command = [
-        bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
-        bin_dir / "arcsub", "finetune", "--model", tiny_llama_path, "--data", SMALL, "--data", f"{OTHER}@2",
+    done = arcsub_under_accelerate(
+        "finetune", "--model", tiny_llama_path, "--data", SMALL, "--data", f"{OTHER}@2",
         "--variants", 2, "--val-tasks", 1, "--eval-every", 1, "--cache-dir", tmp_path / "cache",
         "--out", out, *FAST,
-    ]  # fmt: skip
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(list(map(str, command)), check=False, capture_output=True, text=True, env=env, timeout=300)
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stderr
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1  # built once
