@@ -52,6 +52,26 @@ def metric_cells(total: dict) -> str:
     )
 
 
+def evaluated_cells(out: Path, model: str, config: Path, args) -> str:
+    """One evaluation on the bench's slice and budget: its cells under ``METRIC_HEADER``
+    and the run's wall clock."""
+    start = time.time()
+    evaluation = evaluate(
+        EvaluationOptions(
+            out=out, model=model, data=args.data, smallest=args.smallest, config=config,
+            per_task_s=args.budget_per_task, workers=args.workers,
+        )
+    )  # fmt: skip
+    return f"{metric_cells(evaluation['overall'])} | {time.time() - start:.0f} s"
+
+
+def print_table(first_columns: str, rows: list[str]) -> None:
+    print(f"| {first_columns} | {METRIC_HEADER} | run |")
+    print("|" + "---|" * (first_columns.count("|") + METRIC_HEADER.count("|") + 3))
+    for row in rows:
+        print(row)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -71,26 +91,10 @@ def main() -> None:
     rows = []
     for name, changes in variants:
         config = variant_config(Path(args.config), changes, out / "configs" / f"{name}.toml")
-        start = time.time()
-        evaluation = evaluate(
-            EvaluationOptions(
-                out=out / name,
-                model=args.model,
-                data=args.data,
-                smallest=args.smallest,
-                config=config,
-                per_task_s=args.budget_per_task,
-                workers=args.workers,
-            )
-        )
-        total = evaluation["overall"]
         setting = ", ".join(changes) or f"{args.config} as it is"
-        rows.append(f"| {name} | {setting} | {metric_cells(total)} | {time.time() - start:.0f} s |")
+        rows.append(f"| {name} | {setting} | {evaluated_cells(out / name, args.model, config, args)} |")
     print(f"# {args.model} on {args.data}, {args.smallest} smallest, {args.budget_per_task:g} s per task")
-    print(f"| lever | setting | {METRIC_HEADER} | run |")
-    print("|---|---|" + "---|" * (METRIC_HEADER.count("|") + 2))
-    for row in rows:
-        print(row)
+    print_table("lever | setting", rows)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ import platform
 import time
 from pathlib import Path
 
-from levers import METRIC_HEADER, metric_cells, variant_config  # bench/ is the script's folder
-
-from arcsub.evaluate.run import EvaluationOptions, evaluate
+from levers import evaluated_cells, print_table, variant_config  # bench/ is the script's folder
 
 
 def main() -> None:
@@ -41,25 +39,11 @@ def main() -> None:
     rows = []
     for model, label in (("default-chat", "as shipped (default-chat)"), ("default", "pre-trained (default)")):
         for ttft, config in configs.items():
-            start = time.time()
-            evaluation = evaluate(
-                EvaluationOptions(
-                    out=out / f"{model}-{ttft.replace(' ', '-').lower()}",
-                    model=model,
-                    data=args.data,
-                    smallest=args.smallest,
-                    config=config,
-                    per_task_s=args.budget_per_task,
-                    workers=args.workers,
-                )
-            )
-            rows.append(f"| {label} | {ttft} | {metric_cells(evaluation['overall'])} | {time.time() - start:.0f} s |")
+            folder = out / f"{model}-{ttft.replace(' ', '-').lower()}"
+            rows.append(f"| {label} | {ttft} | {evaluated_cells(folder, model, config, args)} |")
     print(f"# {args.data}, {args.smallest} smallest tasks, {args.budget_per_task:g} s per task, {args.config}")
     print(f"# {platform.machine()}, {platform.processor() or 'cpu'}, {time.strftime('%Y-%m-%d')}")
-    print(f"| model | TTFT | {METRIC_HEADER} | run |")
-    print("|---|---|" + "---|" * (METRIC_HEADER.count("|") + 2))
-    for row in rows:
-        print(row)
+    print_table("model | TTFT", rows)
 
 
 if __name__ == "__main__":
