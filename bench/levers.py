@@ -39,7 +39,8 @@ def variant_config(base: Path, changes: list[str], path: Path) -> Path:
 
 
 METRIC_HEADER = (
-    "score (solved) | vote_2 | pass_n | accuracy | correct size | TTFT steps/task | predictions/task | s/task"
+    "score (solved) | vote_2 | pass_n | accuracy | correct size | TTFT steps/task | predictions/task "
+    "| tasks scored | s/task"
 )
 
 
@@ -48,7 +49,8 @@ def metric_cells(total: dict) -> str:
     return (
         f"{total['score']:.3f} ({total['solved']}/{total['test_outputs']}) | {total['vote_2']:.3f} "
         f"| {total['pass_n']:.3f} | {total['accuracy']:.3f} | {total['correct_size']:.3f} "
-        f"| {total['ttft_steps_per_task']:g} | {total['predictions_per_task']:g} | {total['seconds_per_task']:g}"
+        f"| {total['ttft_steps_per_task']:g} | {total['predictions_per_task']:g} "
+        f"| {total.get('tasks_scored', '?')} | {total['seconds_per_task']:g}"
     )
 
 
@@ -82,12 +84,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--variant", action="append", default=[], help="NAME:section.key=value[,section.key=value]")
     parser.add_argument("--out", default="runs/levers")
+    parser.add_argument("--no-baseline", action="store_true", help="run the variants only (baseline already run)")
     args = parser.parse_args()
 
     out = Path(args.out)
-    variants = [("baseline", [])] + [
-        (spec.partition(":")[0], spec.partition(":")[2].split(",")) for spec in args.variant
-    ]
+    variants = [] if args.no_baseline else [("baseline", [])]
+    variants += [(spec.partition(":")[0], spec.partition(":")[2].split(",")) for spec in args.variant]
     rows = []
     for name, changes in variants:
         config = variant_config(Path(args.config), changes, out / "configs" / f"{name}.toml")

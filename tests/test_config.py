@@ -23,6 +23,9 @@ def test_defaults_round_trip(tmp_path):
         ("[prompt]\ndrop_order = 'middle'\n", "drop_order"),
         ("[nonsense]\n", "unknown key.*nonsense"),
         ("[prompt\n", "not valid TOML"),
+        ("[inference]\nmin_p = 1.0\n", r"inference.min_p = 1.0; use a value in \[0, 1\)"),
+        ("[inference]\nanswer_bound = 'grid'\n", "inference.answer_bound = 'grid'; use one of train, window"),
+        ("[kernel]\ninfer_share = 0\n", r"kernel.infer_share = 0.0; use a share in \(0, 1\]"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, text, message):

@@ -8,7 +8,7 @@ import pytest
 from arcsub.augment import Augmentation, augmentation_plan
 from arcsub.config import Config
 from arcsub.encoding import get_codec
-from arcsub.inference.airv import answer_side_bounds, sample, sample_jobs, to_prediction
+from arcsub.inference.airv import answer_side_bounds, full_answer_budget, sample, sample_jobs, to_prediction
 from arcsub.inference.attempts import select_attempts
 from arcsub.inference.backend import Completion
 from arcsub.inference.run import AdaptersNotFoundError, find_adapters, infer
@@ -62,6 +62,21 @@ def test_jobs_cover_every_test_input_and_augmentation(default_tokenizer):
     for job in jobs:
         assert len(job.request.prompt_ids) + job.request.max_tokens <= 4096
         assert job.request.temperature == 0 and job.request.n == 1
+
+
+def test_window_bound_gives_answers_the_room_left_up_to_30x30(default_tokenizer):
+    tasks = load_tasks("arc1/evaluation[6ea4a07e]").tasks
+    config = small_config(num_augmentations=1)
+    builder = PromptBuilder(config.prompt, default_tokenizer)
+    (bounded, _), _ = sample_jobs(tasks, builder, config, None, 4096)
+    roomy_config = small_config(num_augmentations=1, answer_bound="window", temperature=1.0, min_p=0.1)
+    (roomy, _), _ = sample_jobs(tasks, builder, roomy_config, None, 4096)
+    assert roomy.request.prompt_ids == bounded.request.prompt_ids  # the same train pairs fit
+    full = full_answer_budget(builder)  # a 30x30 grid: 30 rows of 30 digits and a newline
+    assert roomy.request.max_tokens == min(full, 4096 - len(roomy.request.prompt_ids)) > bounded.request.max_tokens
+    assert (roomy.request.temperature, roomy.request.min_p) == (1.0, 0.1)
+    (tight, _), _ = sample_jobs(tasks, builder, roomy_config, None, len(bounded.request.prompt_ids) + 200)
+    assert tight.request.max_tokens == 200  # no more than the window has left
 
 
 def test_sample_on_vllm(vllm_backend, default_tokenizer, fake_terminal, monkeypatch):

@@ -90,9 +90,24 @@ def test_a_deadline_cuts_engine_calls_into_pieces_and_stops_them(tiny_llama_path
     roomy = DeadlineBackend(backend, time.time() + 3600, piece=2)
     assert backend.deadline == roomy.deadline  # transformers can also stop inside a call
     assert all(len(c) == 1 for c in roomy.generate(requests)) and not roomy.cut
+    assert len(roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))] * 3)) == 3
+    # what finished is counted, for the kernel's plan: 5 prompts and 3 answers, with their time
+    assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 3]
+    assert all(roomy.work[op][1] > 0 for op in ("generate", "score"))
     roomy.longest = 7200.0  # a piece now "takes" longer than the time left
     assert roomy.generate(requests) == [[]] * 5 and roomy.cut
     with pytest.raises(DeadlineReached):
         roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))])
+    assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 3]  # cut pieces add nothing
     roomy.detach()
     assert backend.deadline is None
+
+
+def test_min_p_keeps_only_tokens_near_the_likeliest(vllm_backend, hf_backend, arc_prompts):
+    """At a high temperature, min_p = 0.95 leaves only tokens almost as likely as the top
+    one: every sample is the greedy answer, on both backends."""
+    greedy = vllm_backend.generate([GenerationRequest(arc_prompts[0], max_tokens=8)])[0][0]
+    request = GenerationRequest(arc_prompts[0], n=4, max_tokens=8, temperature=2.0, min_p=0.95, seed=3)
+    for backend in (vllm_backend, hf_backend):
+        (completions,) = backend.generate([request])
+        assert [c.token_ids for c in completions] == [greedy.token_ids] * 4

@@ -16,7 +16,7 @@ from arcsub.config import KernelConfig
 from arcsub.errors import ArcsubError
 from arcsub.kernel import load_profile, profile_names
 from arcsub.kernel.inputs import TEST_FILE, find_inputs, is_placeholder
-from arcsub.kernel.plan import Budget, CostModel, LinearCost, plan_task, task_slice
+from arcsub.kernel.plan import Budget, CostModel, InferenceAsk, LinearCost, plan_task, task_slice
 from arcsub.kernel.profiles import ProfileError
 from arcsub.kernel.results import SubmissionBook
 from arcsub.submission import load_submission, validate_submission
@@ -125,18 +125,67 @@ def test_cost_model_fits_no_slope_to_sizes_too_close_to_tell_apart():
     assert cost.predict(111) < 38.68
 
 
-def test_plan_sizes_steps_from_measured_step_time_and_trims_inference_when_short():
-    settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2)
+ASK = InferenceAsk(tests=1, augmentations=8, candidates=4, score_augmentations=4)
+
+
+def measured_costs(prompt_s: float = 2.0, answer_s: float | None = 0.5) -> CostModel:
+    """1 s per step; ``prompt_s`` per step-1 prompt and ``answer_s`` per scored answer, at 100 cells."""
     costs = CostModel()
-    costs.record_training(cells=100, steps=10, seconds=10.0)  # 1 s per step
-    costs.record_inference(cells=100, seconds=20.0, share=1.0)
-    plan = plan_task(100, 120.0, costs, settings, fine_tune=True, augmentations=8, scoring=True, now=0)
-    assert (plan.steps, plan.augmentations, plan.scoring) == (100, 8, True)  # 120 s - 20 s inference
-    assert plan.train_deadline == pytest.approx(100.0) and plan.deadline == 120.0
-    short = plan_task(100, 10.0, costs, settings, fine_tune=True, augmentations=8, scoring=True, now=0)
-    assert short.steps == 0 and not short.scoring and short.augmentations == 4  # half the inference fits
-    unmeasured = plan_task(100, 100.0, CostModel(), settings, fine_tune=True, augmentations=8, scoring=True, now=0)
+    costs.record_training(cells=100, steps=10, seconds=10.0)
+    work = {"sample": (8, 8 * prompt_s)}
+    if answer_s is not None:
+        work["score"] = (16, 16 * answer_s)
+    costs.record_inference(cells=100, work=work)
+    return costs
+
+
+def test_plan_buys_the_configured_inference_when_it_fits_and_trains_the_rest():
+    settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2, infer_share=0.5)
+    plan = plan_task(100, 120.0, measured_costs(), settings, fine_tune=True, ask=ASK, now=0)
+    # 8 prompts x 2 s + 4 candidates x 4 augmentations x 0.5 s = 24 s, within 60 s
+    assert (plan.augmentations, plan.candidates, plan.infer_s) == (8, 4, pytest.approx(24.0))
+    assert plan.steps == 96 and plan.train_deadline == pytest.approx(96.0) and plan.deadline == 120.0
+
+
+def test_plan_fills_the_inference_share_prompts_first_then_candidates():
+    settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2, infer_share=0.5)
+    # 40 s of inference: 8 prompts (16 s), then 3 candidates of 8 s each (24 s of the 24 left)
+    plan = plan_task(100, 80.0, measured_costs(answer_s=2.0), settings, fine_tune=True, ask=ASK, now=0)
+    assert (plan.augmentations, plan.candidates) == (8, 3) and "3 of 4 candidates" in plan.reason
+    assert plan.steps == 40
+    # 20 s: 8 prompts fit, one candidate would be left, so none is scored
+    plan = plan_task(100, 40.0, measured_costs(answer_s=0.75), settings, fine_tune=True, ask=ASK, now=0)
+    assert (plan.augmentations, plan.candidates, plan.scoring) == (8, 0, False)
+    # 10 s: 5 prompts, no scoring; never fewer than kernel.min_augmentations
+    plan = plan_task(100, 20.0, measured_costs(), settings, fine_tune=True, ask=ASK, now=0)
+    assert (plan.augmentations, plan.candidates) == (5, 0) and "5 of 8 prompts" in plan.reason
+    plan = plan_task(100, 2.0, measured_costs(), settings, fine_tune=True, ask=ASK, now=0)
+    assert (plan.augmentations, plan.steps) == (2, 0)
+
+
+def test_plan_without_fine_tuning_gives_inference_the_whole_slice():
+    settings = KernelConfig(infer_share=0.5)
+    plan = plan_task(100, 40.0, measured_costs(), settings, fine_tune=False, ask=ASK, now=0)
+    assert (plan.augmentations, plan.candidates, plan.steps) == (8, 4, 0)
+
+
+def test_plan_before_any_measurement_and_before_any_scoring():
+    settings = KernelConfig(min_steps=4, max_steps=1000, train_share=0.6)
+    unmeasured = plan_task(100, 100.0, CostModel(), settings, fine_tune=True, ask=ASK, now=0)
     assert unmeasured.train_deadline == pytest.approx(60.0)  # kernel.train_share before any measurement
+    assert (unmeasured.augmentations, unmeasured.candidates) == (8, 4)
+    # sampled but never scored: an answer is priced as a prompt (2 s): 16 s + 3 x 8 s in 40 s
+    plan = plan_task(100, 80.0, measured_costs(answer_s=None), KernelConfig(infer_share=0.5), fine_tune=True,
+                     ask=ASK, now=0)  # fmt: skip
+    assert (plan.augmentations, plan.candidates) == (8, 3)
+
+
+def test_cost_model_learns_from_requests_that_finished_even_when_cut():
+    costs = CostModel()
+    costs.record_inference(cells=100, work={"sample": (8, 16.0), "score": (5, 10.0)})  # scoring cut after 5
+    assert costs.prompt.predict(100) == pytest.approx(2.0) and costs.answer.predict(100) == pytest.approx(2.0)
+    costs.record_inference(cells=100, work={"sample": (0, 3.0)})  # nothing finished: nothing learnt
+    assert costs.prompt.points == [(100.0, 2.0)]
 
 
 # ---------------------------------------------------------------- the submission on disk

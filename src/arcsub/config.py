@@ -135,6 +135,7 @@ class FinetuneConfig:
 
 BACKENDS = ("vllm", "transformers")
 SELECTIONS = ("votes", "scores", "combined", "hits")
+ANSWER_BOUNDS = ("train", "window")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -147,7 +148,11 @@ class InferenceConfig:
     num_augmentations: int = 8  # step 1: augmented prompts per test input
     samples_per_prompt: int = 1  # completions per prompt (must be 1 when temperature is 0)
     temperature: float = 0.0  # 0 = greedy
+    min_p: float = 0.0  # sampling: drop tokens less likely than min_p x the likeliest one; 0 = off
     answer_margin: int = 2  # rows and columns added to the answer-size bound from the train outputs
+    # train: an answer may be as large as that bound; window: up to 30x30 where the window has
+    # room after the prompt (the bound still decides which train pairs fit)
+    answer_bound: str = "train"
     scoring: bool = True  # step 2 on/off
     score_augmentations: int = 8  # step 2: augmentations each candidate is scored under
     max_candidates: int = 8  # step 2: candidates scored per test input (the best by votes)
@@ -164,7 +169,8 @@ class InferenceConfig:
     tasks_per_call: int = 16  # tasks whose prompts go to the engine together; results are saved after each call
 
     def __post_init__(self):
-        for key, allowed in (("backend", BACKENDS), ("selection", SELECTIONS), ("dtype", DTYPES)):
+        choices = (("backend", BACKENDS), ("selection", SELECTIONS), ("dtype", DTYPES), ("answer_bound", ANSWER_BOUNDS))
+        for key, allowed in choices:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"inference.{key} = {getattr(self, key)!r}; use one of {', '.join(allowed)}")
         counts = ("num_augmentations", "samples_per_prompt", "score_augmentations", "max_candidates", "tasks_per_call")
@@ -173,6 +179,8 @@ class InferenceConfig:
                 raise ConfigError(f"inference.{key} = {getattr(self, key)}; it must be at least 1")
         if self.temperature < 0:
             raise ConfigError(f"inference.temperature = {self.temperature}; it must be 0 (greedy) or more")
+        if not 0 <= self.min_p < 1:
+            raise ConfigError(f"inference.min_p = {self.min_p}; use a value in [0, 1) (0 turns it off)")
         if self.temperature == 0 and self.samples_per_prompt != 1:
             raise ConfigError("inference.samples_per_prompt must be 1 with temperature 0 (greedy samples agree)")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -189,6 +197,7 @@ class KernelConfig:
     time, so the learning-rate schedule ends before the task's deadline."""
 
     train_share: float = 0.6  # of a task's slice, before any inference has been measured
+    infer_share: float = 0.5  # the most of a fine-tuned task's slice that measured inference may take
     min_steps: int = 4  # fewer affordable steps than this: no fine-tuning for the task
     max_steps: int = 2000  # cap on the steps a slice may buy (finetune.steps = 0: none at all)
     min_augmentations: int = 2  # step 1 never drops below this many prompts per test input
@@ -200,6 +209,8 @@ class KernelConfig:
     def __post_init__(self):
         if not 0 < self.train_share < 1:
             raise ConfigError(f"kernel.train_share = {self.train_share}; use a share in (0, 1)")
+        if not 0 < self.infer_share <= 1:
+            raise ConfigError(f"kernel.infer_share = {self.infer_share}; use a share in (0, 1]")
         for key in ("min_steps", "max_steps", "min_augmentations", "smoke_tasks"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"kernel.{key} = {getattr(self, key)}; it must be at least 1")

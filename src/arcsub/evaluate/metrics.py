@@ -75,6 +75,7 @@ def overall(entries: dict[str, dict], tasks: Iterable[Task]) -> dict:
         "predictions": predictions,
         "tasks_by_model": by_model,
         "tasks_unfinished": sum(r["source"] == UNFINISHED for r in rows),
+        "tasks_scored": sum(r["source"] == "score" for r in rows),  # attempts chosen after step 2
         "ttft_steps_per_task": round(sum(r["ttft_steps"] for r in rows) / count, 1),
         "predictions_per_task": round(predictions / count, 1),
         "seconds_per_task": round(sum(r["seconds"] for r in rows) / count, 1),

@@ -61,6 +61,12 @@ def answer_token_budget(builder: PromptBuilder, task: Task, test_index: int, mar
     return builder.count_tokens(builder.codec.encode(widest)) + 2
 
 
+def full_answer_budget(builder: PromptBuilder) -> int:
+    """Tokens a 30x30 answer needs (the largest ARC grid), with the end of turn and one spare."""
+    widest = tuple(tuple(0 for _ in range(MAX_SIDE)) for _ in range(MAX_SIDE))
+    return builder.count_tokens(builder.codec.encode(widest)) + 2
+
+
 def configured_plan(task: Task, config: Config, count: int, *, purpose: str) -> list[Augmentation]:
     """``count`` augmentations for ``task`` as ``[augment]`` and the inference seed say;
     ``purpose`` keeps the plans of the two steps independent."""
@@ -98,11 +104,16 @@ def sample_jobs(
                 except PromptTooLong as exc:
                     skipped.append(str(exc))
                     continue
+                max_tokens = budget
+                if inf.answer_bound == "window":  # the room the window has left, up to a 30x30 answer
+                    room = (max_seq_len or builder.config.max_seq_len) - len(prompt.token_ids)
+                    max_tokens = max(budget, min(full_answer_budget(builder), room))
                 request = GenerationRequest(
                     prompt_ids=prompt.token_ids,
                     n=inf.samples_per_prompt,
-                    max_tokens=budget,
+                    max_tokens=max_tokens,
                     temperature=inf.temperature,
+                    min_p=inf.min_p,
                     adapter=(adapters or {}).get(task.id),
                     seed=None if inf.temperature == 0 else inf.seed,
                 )

@@ -27,6 +27,7 @@ class GenerationRequest:
     n: int = 1
     max_tokens: int = 64
     temperature: float = 0.0  # 0 = greedy
+    min_p: float = 0.0  # sampling only: tokens below min_p x the likeliest one's probability are dropped
     adapter: str | None = None  # peft adapter folder
     seed: int | None = None
 

@@ -28,6 +28,8 @@ class DeadlineBackend:
         self.piece = piece
         self.longest = 0.0
         self.cut = False
+        # requests finished and seconds spent per operation: what the kernel's plan learns from
+        self.work = {"generate": [0, 0.0], "score": [0, 0.0]}
         self.name = backend.name
         if hasattr(backend, "deadline"):  # the transformers backend can also stop inside a call
             backend.deadline = deadline
@@ -35,24 +37,28 @@ class DeadlineBackend:
     def no_time(self) -> bool:
         return time.time() + self.longest > self.deadline
 
-    def _pieces(self, requests):
+    def _pieces(self, requests, operation: str):
         for start in range(0, len(requests), self.piece):
             if self.no_time():
                 self.cut = True
                 return
             began = time.time()
-            yield requests[start : start + self.piece]
-            self.longest = max(self.longest, time.time() - began)
+            piece = requests[start : start + self.piece]
+            yield piece
+            spent = time.time() - began
+            self.longest = max(self.longest, spent)
+            self.work[operation][0] += len(piece)
+            self.work[operation][1] += spent
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         results: list[list[Completion]] = []
-        for piece in self._pieces(list(requests)):
+        for piece in self._pieces(list(requests), "generate"):
             results += self.backend.generate(piece)
         return results + [[] for _ in range(len(requests) - len(results))]
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[tuple[float, ...]]:
         results: list[tuple[float, ...]] = []
-        for piece in self._pieces(list(requests)):
+        for piece in self._pieces(list(requests), "score"):
             results += self.backend.score(piece)
         if len(results) < len(requests):
             raise DeadlineReached(f"scoring stopped after {len(results)} of {len(requests)} candidates")

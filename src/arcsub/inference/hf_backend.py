@@ -102,19 +102,19 @@ class TransformersBackend:
         results: list[list[Completion] | None] = [None] * len(requests)
         groups = defaultdict(list)
         for index, r in enumerate(requests):
-            groups[(r.adapter, r.n, r.temperature, r.max_tokens, r.seed)].append(index)
+            groups[(r.adapter, r.n, r.temperature, r.min_p, r.max_tokens, r.seed)].append(index)
         with progress_bar(total=len(requests), desc="sampling", unit="prompt", enabled=self.progress) as bar:
-            for (adapter, n, temperature, max_tokens, seed), indices in groups.items():
+            for (adapter, n, temperature, min_p, max_tokens, seed), indices in groups.items():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start : start + self.batch_size]
                     prompts = [requests[i].prompt_ids for i in chunk]
-                    batch = self._generate_batch(prompts, adapter, n, temperature, max_tokens, seed)
+                    batch = self._generate_batch(prompts, adapter, n, temperature, min_p, max_tokens, seed)
                     for i, completions in zip(chunk, batch, strict=True):
                         results[i] = completions
                     bar.update(len(chunk))
         return results
 
-    def _generate_batch(self, prompts, adapter, n, temperature, max_tokens, seed) -> list[list[Completion]]:
+    def _generate_batch(self, prompts, adapter, n, temperature, min_p, max_tokens, seed) -> list[list[Completion]]:
         import torch
 
         width = max(len(p) for p in prompts)
@@ -126,6 +126,8 @@ class TransformersBackend:
             if temperature > 0
             else {"do_sample": False}
         )
+        if temperature > 0 and min_p > 0:
+            sampling["min_p"] = min_p
         if seed is not None:
             torch.manual_seed(seed)
         if self.deadline is not None:  # answers cut here are unparseable: fewer predictions, no wrong ones

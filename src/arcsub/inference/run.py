@@ -37,6 +37,9 @@ class InferenceReport:
     without_adapter: list[str] = field(default_factory=list)  # trainable tasks served by the base model
     cut: list[str] = field(default_factory=list)  # tasks whose step 1 or 2 the deadline left out
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
+    predictions: dict[str, int] = field(default_factory=dict)  # step-1 predictions stored per task
+    # With a deadline: engine requests finished and their seconds, {"sample": (prompts, s), "score": (answers, s)}
+    work: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         times = ", ".join(f"{step} {s:.1f}s" for step, s in self.seconds.items())
@@ -172,6 +175,7 @@ def infer(
             for task_id, predictions in results.items():
                 store.save_sample(task_id, predictions)
                 report.sampled.append(task_id)
+                report.predictions[task_id] = sum(len(per_test) for per_test in predictions)
         report.seconds["sample"] = time.time() - start
         start = time.time()
         for chunk in _chunks(todo_score, per_call):
@@ -192,6 +196,7 @@ def infer(
     finally:
         if isinstance(engine, DeadlineBackend):
             engine.detach()
+            report.work = {"sample": tuple(engine.work["generate"]), "score": tuple(engine.work["score"])}
         if own_backend:
             backend.close()
     return report

@@ -207,6 +207,7 @@ class VLLMBackend:
             SamplingParams(
                 n=r.n,
                 temperature=r.temperature,
+                min_p=r.min_p if r.temperature > 0 else 0.0,
                 max_tokens=r.max_tokens,
                 logprobs=0,
                 seed=r.seed if self.request_seeds else None,

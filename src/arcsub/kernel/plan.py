@@ -11,12 +11,16 @@ and never past the deadline. Because the slice is recomputed from the time actua
 left whenever a task starts, a run that goes faster or slower than planned rescales
 every later task: the budget is used, and not overrun.
 
-Within a slice: inference is reserved first, at its measured cost per cell (the
-first task, before any measurement: ``1 - kernel.train_share`` of the slice); the
-rest trains. Its step count comes from the measured seconds per step per cell, so the
-learning-rate schedule (warm-up, then decay) ends with the slice instead of being cut
-at a high rate. When inference itself would not fit, the slice buys fewer augmented
-prompts (never fewer than ``kernel.min_augmentations``) and no scoring.
+Within a slice: inference is planned first, from measured costs per step-1 prompt and
+per step-2 scored answer (``plan_inference``): up to ``kernel.infer_share`` of the
+slice (all of it without fine-tuning), it buys the configured prompts per test input
+(fewer when they do not fit, never fewer than ``kernel.min_augmentations``), then as
+many of the configured candidates as the rest pays for. So the counts in
+``[inference]`` are ceilings that the budget fills: a large slice gets them all, a
+small one keeps its fine-tuning. On a worker's first task, before any measurement,
+inference gets ``1 - kernel.train_share`` of the slice. The rest trains; its step count
+comes from the measured seconds per step per cell, so the learning-rate schedule
+(warm-up, then decay) ends with the slice instead of being cut at a high rate.
 """
 
 from __future__ import annotations
@@ -101,20 +105,35 @@ class LinearCost:
 
 @dataclass
 class CostModel:
-    """Measured costs of one worker: a fine-tuning step, and a task's inference at the
-    full prediction count, each against the task's size in cells."""
+    """Measured costs of one worker against a task's size in cells: a fine-tuning step,
+    a step-1 prompt (its completions, parsed), and a step-2 scored answer (one candidate
+    under one augmentation). Each engine request is counted only when it finished, so a
+    step cut by the deadline still measures what it did."""
 
     step: LinearCost = field(default_factory=LinearCost)
-    inference: LinearCost = field(default_factory=LinearCost)
+    prompt: LinearCost = field(default_factory=LinearCost)
+    answer: LinearCost = field(default_factory=LinearCost)
 
     def record_training(self, cells: int, steps: int, seconds: float) -> None:
         if steps > 0:
             self.step.add(cells, seconds / steps)
 
-    def record_inference(self, cells: int, seconds: float, share: float) -> None:
-        """``share``: the fraction of the full prediction count the task ran."""
-        if share > 0:
-            self.inference.add(cells, seconds / share)
+    def record_inference(self, cells: int, work: dict[str, tuple[int, float]]) -> None:
+        """``work``: ``{"sample": (prompts done, seconds), "score": (answers done, seconds)}``."""
+        for step, cost in (("sample", self.prompt), ("score", self.answer)):
+            done, seconds = work.get(step, (0, 0.0))
+            if done > 0:
+                cost.add(cells, seconds / done)
+
+
+@dataclass(frozen=True)
+class InferenceAsk:
+    """What a task's inference would do with the whole budget: the configured counts."""
+
+    tests: int  # test inputs
+    augmentations: int  # step-1 prompts per test input
+    candidates: int  # step-2 candidates scored per test input; 0: no scoring
+    score_augmentations: int  # augmentations each candidate is scored under
 
 
 @dataclass
@@ -123,17 +142,46 @@ class TaskPlan:
     train_deadline: float
     steps: int  # 0: no fine-tuning for this task
     augmentations: int
-    scoring: bool
+    candidates: int  # 0: no scoring
+    infer_s: float  # the seconds reserved for inference
     reason: str = ""
+
+    @property
+    def scoring(self) -> bool:
+        return self.candidates > 0
 
     def to_dict(self) -> dict:
         return {
             "slice_s": round(self.deadline - time.time(), 1),
             "steps": self.steps,
             "augmentations": self.augmentations,
-            "scoring": self.scoring,
+            "candidates": self.candidates,
+            "infer_s": round(self.infer_s, 1),
             "reason": self.reason,
         }
+
+
+def plan_inference(cells: int, limit_s: float, costs: CostModel, ask: InferenceAsk, settings: KernelConfig):
+    """The step-1 prompts and step-2 candidates that fit ``limit_s`` at measured costs:
+    prompts first (as many as asked if they fit, never fewer than
+    ``kernel.min_augmentations``), then as many candidates as the rest pays for (none
+    when fewer than 2 fit: scoring one candidate cannot change the order). Returns
+    (augmentations, candidates, seconds, reason)."""
+    prompt_s = costs.prompt.predict(cells) * ask.tests
+    # Until a worker has scored once, an answer is assumed to cost a prompt.
+    answer_cost = costs.answer if costs.answer.known else costs.prompt
+    answer_s = answer_cost.predict(cells) * ask.tests * ask.score_augmentations
+    fitting = math.floor(limit_s / prompt_s) if prompt_s > 0 else ask.augmentations
+    augmentations = max(min(settings.min_augmentations, ask.augmentations), min(ask.augmentations, fitting))
+    left = limit_s - augmentations * prompt_s
+    candidates = min(ask.candidates, math.floor(left / answer_s)) if answer_s > 0 else ask.candidates
+    candidates = candidates if candidates >= 2 else 0
+    reason = ""
+    if augmentations < ask.augmentations:
+        reason = f"{augmentations} of {ask.augmentations} prompts fit the inference budget"
+    elif candidates < ask.candidates:
+        reason = f"{candidates} of {ask.candidates} candidates scored in the inference budget"
+    return augmentations, candidates, augmentations * prompt_s + candidates * answer_s, reason
 
 
 def plan_task(
@@ -143,21 +191,18 @@ def plan_task(
     settings: KernelConfig,
     *,
     fine_tune: bool,
-    augmentations: int,
-    scoring: bool,
+    ask: InferenceAsk,
     now: float | None = None,
 ) -> TaskPlan:
     """What one task's slice buys (see the module docstring)."""
     now = time.time() if now is None else now
     deadline = now + slice_s
-    measured = costs.inference.known
-    infer_s = costs.inference.predict(cells) if measured else (1 - settings.train_share) * slice_s
-    share, reason = 1.0, ""
-    # Inference that would not fit even with no training: fewer prompts, no scoring.
-    if infer_s > slice_s and measured:
-        share = max(settings.min_augmentations / augmentations, slice_s / infer_s)
-        augmentations = max(settings.min_augmentations, math.floor(augmentations * share))
-        scoring, infer_s, reason = False, infer_s * share, "slice too short for full inference"
+    if costs.prompt.known:
+        limit = settings.infer_share * slice_s if fine_tune else slice_s
+        augmentations, candidates, infer_s, reason = plan_inference(cells, limit, costs, ask, settings)
+    else:  # a worker's first task: the configured counts, cut by the deadline if need be
+        augmentations, candidates, reason = ask.augmentations, ask.candidates, ""
+        infer_s = (1 - settings.train_share) * slice_s if fine_tune else slice_s
     train_s = max(0.0, slice_s - infer_s)
     steps = 0
     if fine_tune:
@@ -173,6 +218,7 @@ def plan_task(
         train_deadline=now + train_s,
         steps=steps,
         augmentations=augmentations,
-        scoring=scoring,
+        candidates=candidates,
+        infer_s=infer_s,
         reason=reason,
     )

@@ -5,9 +5,9 @@ checks at start that its memory share is free), loads the model for training bes
 it, then takes tasks from the supervisor, one JSON line each on stdin, until told to
 stop. Per task:
 
-  1. plan the task's slice (``plan.plan_task``): inference reserved at its measured
-     cost, fine-tuning steps from the measured step time (the worker's first task
-     measures two probe steps first);
+  1. plan the task's slice (``plan.plan_task``): the prompts and scored candidates
+     that fit the inference share at their measured costs, fine-tuning steps from the
+     measured step time (the worker's first task measures probe steps first);
   2. test-time fine-tune from the same initial adapter, under the training deadline;
      save the adapter (fp16) to the scratch folder and declare it to the engine;
   3. infer with that adapter under the task's deadline;
@@ -43,7 +43,7 @@ from ..inference import RunStore, infer, make_backend, select_attempts
 from ..models.loading import load_tokenizer
 from ..submission import make_submission
 from ..tasks import load_tasks
-from .plan import CostModel, plan_task
+from .plan import CostModel, InferenceAsk, plan_task
 from .results import save_result
 from .spec import WorkerSpec
 
@@ -105,18 +105,24 @@ class Worker:
             raise InjectedFault(f"{task_id}: fault injected by {FAULT_FAIL_TASK}")
         inference = self.config.inference
         plan = plan_task(
-            task.cells, deadline - started, self.costs, self.config.kernel,
-            fine_tune=self.fine_tune, augmentations=inference.num_augmentations, scoring=inference.scoring,
+            task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune,
+            ask=self.inference_ask(task),
         )  # fmt: skip
         stats: dict = {"plan": plan.to_dict(), "cells": task.cells}
         adapter = None
         if plan.steps > 0:
             adapter, stats["train"], plan = self.fine_tune_task(task, plan, deadline)
             # the plan followed (after the probe, on a worker's first task)
-            stats["plan"].update(steps=plan.steps, augmentations=plan.augmentations, scoring=plan.scoring)
+            followed = plan.to_dict()
+            stats["plan"].update({k: followed[k] for k in ("steps", "augmentations", "candidates", "infer_s")})
         config = dataclasses.replace(
             self.config,
-            inference=dataclasses.replace(inference, num_augmentations=plan.augmentations, scoring=plan.scoring),
+            inference=dataclasses.replace(
+                inference,
+                num_augmentations=plan.augmentations,
+                scoring=plan.scoring,
+                max_candidates=plan.candidates or inference.max_candidates,
+            ),
         )
         infer_start = time.time()
         adapters_dir = Path(self.spec.adapters_dir) if adapter else None
@@ -125,8 +131,7 @@ class Worker:
             adapters_dir=adapters_dir, backend=self.backend, deadline=deadline, progress=False,
         )  # fmt: skip
         infer_s = time.time() - infer_start
-        if report.sampled:
-            self.costs.record_inference(task.cells, infer_s, plan.augmentations / inference.num_augmentations)
+        self.costs.record_inference(task.cells, report.work)
         if adapter:
             self.backend.release_adapter(adapter)
         selection = select_attempts([task], RunStore(Path(self.spec.predictions_dir) / task_id), inference.selection)
@@ -134,11 +139,20 @@ class Worker:
         source = selection.source[task_id]
         stats.update(
             infer_s=round(infer_s, 2), seconds=round(time.time() - started, 2), source=source,
-            predictions=len(task.test) * plan.augmentations * inference.samples_per_prompt if report.sampled else 0,
+            predictions=report.predictions.get(task_id, 0), scored_answers=report.work.get("score", (0, 0))[0],
             cut=bool(report.cut), adapter=bool(adapter), peak_gpu_gib=peak_memory_gib(self.spec.device),
         )  # fmt: skip
         save_result(Path(self.spec.results_dir), task_id, attempts, source, stats)
         self.emit("done", task=task_id, attempts=attempts, source=source, stats=stats)
+
+    def inference_ask(self, task) -> InferenceAsk:
+        inference = self.config.inference
+        return InferenceAsk(
+            tests=len(task.test),
+            augmentations=inference.num_augmentations,
+            candidates=inference.max_candidates if inference.scoring else 0,
+            score_augmentations=inference.score_augmentations,
+        )
 
     def fine_tune_task(self, task, plan, deadline: float):
         """Train (after a probe when step time is unknown) and save the adapter;
@@ -156,10 +170,9 @@ class Worker:
                 self.costs.record_training(task.cells, probe.steps - 1, probe.seconds - probe.max_step_seconds)
             else:
                 self.costs.record_training(task.cells, probe.steps, probe.seconds)
-            inference = config.inference
             plan = plan_task(
-                task.cells, deadline - time.time(), self.costs, config.kernel,
-                fine_tune=True, augmentations=inference.num_augmentations, scoring=inference.scoring,
+                task.cells, deadline - time.time(), self.costs, config.kernel, fine_tune=True,
+                ask=self.inference_ask(task),
             )  # fmt: skip
             if plan.steps == 0:
                 return None, {"stop_reason": "no_time", "probe_steps": probe.steps, "message": plan.reason}, plan
