@@ -94,11 +94,13 @@ def test_a_deadline_cuts_engine_calls_into_pieces_and_stops_them(tiny_llama_path
     # what finished is counted, for the kernel's plan: 5 prompts and 3 answers, with their time
     assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 3]
     assert all(roomy.work[op][1] > 0 for op in ("generate", "score"))
-    roomy.longest = 7200.0  # a piece now "takes" longer than the time left
+    roomy.longest["generate"] = 7200.0  # a piece now "takes" longer than the time left
     assert roomy.generate(requests) == [[]] * 5 and roomy.cut
+    assert len(roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))])) == 1  # scoring's pieces are short
+    roomy.longest["score"] = 7200.0
     with pytest.raises(DeadlineReached):
         roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))])
-    assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 3]  # cut pieces add nothing
+    assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 4]  # cut pieces add nothing
     roomy.detach()
     assert backend.deadline is None
 
@@ -111,3 +113,42 @@ def test_min_p_keeps_only_tokens_near_the_likeliest(vllm_backend, hf_backend, ar
     for backend in (vllm_backend, hf_backend):
         (completions,) = backend.generate([request])
         assert [c.token_ids for c in completions] == [greedy.token_ids] * 4
+
+
+def test_depth_first_sampling_finds_every_completion_above_the_threshold(hf_backend, arc_prompts):
+    """Each completion found has probability >= min_prob, with the log-probabilities a
+    full forward pass gives; the greedy answer is among them when it qualifies; with one
+    token to go, the set is exactly the tokens above the threshold."""
+    import math
+
+    import torch
+
+    prompt = arc_prompts[0]
+    greedy = hf_backend.generate([GenerationRequest(prompt, max_tokens=6)])[0][0]
+    found = hf_backend.generate([GenerationRequest(prompt, max_tokens=6, min_prob=0.02)])[0]
+    assert len(found) > 1 and all(sum(c.logprobs) >= math.log(0.02) for c in found)
+    assert [sum(c.logprobs) for c in found] == sorted((sum(c.logprobs) for c in found), reverse=True)
+    assert sum(math.exp(sum(c.logprobs)) for c in found) <= 1 + 1e-6
+    assert len({c.token_ids for c in found}) == len(found) <= 50
+    if sum(greedy.logprobs) >= math.log(0.02):
+        assert greedy.token_ids in {c.token_ids for c in found}
+    rescored = hf_backend.score([ScoreRequest(prompt, c.token_ids) for c in found])
+    for completion, scores in zip(found, rescored, strict=True):
+        assert completion.logprobs == pytest.approx(scores, abs=2e-3)
+    with torch.no_grad():
+        first = hf_backend.model(input_ids=torch.tensor([list(prompt)])).logits[0, -1].float().log_softmax(-1)
+    above = {t for t in range(first.shape[0]) if first[t] >= math.log(0.001)}
+    one_token = hf_backend.generate([GenerationRequest(prompt, max_tokens=1, min_prob=0.001)])[0]
+    assert {c.token_ids[0] for c in one_token} == above
+
+
+def test_depth_first_sampling_is_refused_where_it_cannot_run(vllm_backend, arc_prompts):
+    from arcsub.config import InferenceConfig
+    from arcsub.errors import ConfigError
+    from arcsub.inference.vllm_backend import EngineConfigError
+
+    with pytest.raises(EngineConfigError, match="transformers backend"):
+        vllm_backend.generate([GenerationRequest(arc_prompts[0], min_prob=0.1)])
+    with pytest.raises(ConfigError, match="dfs_min_prob needs backend = 'transformers'"):
+        InferenceConfig(dfs_min_prob=0.1)
+    assert InferenceConfig(backend="transformers", dfs_min_prob=0.1).dfs_min_prob == 0.1

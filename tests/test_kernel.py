@@ -135,7 +135,7 @@ def measured_costs(prompt_s: float = 2.0, answer_s: float | None = 0.5) -> CostM
     work = {"sample": (8, 8 * prompt_s)}
     if answer_s is not None:
         work["score"] = (16, 16 * answer_s)
-    costs.record_inference(cells=100, work=work)
+    costs.record_inference(cells=100, work=work, full_prompts=8)
     return costs
 
 
@@ -182,10 +182,11 @@ def test_plan_before_any_measurement_and_before_any_scoring():
 
 def test_cost_model_learns_from_requests_that_finished_even_when_cut():
     costs = CostModel()
-    costs.record_inference(cells=100, work={"sample": (8, 16.0), "score": (5, 10.0)})  # scoring cut after 5
-    assert costs.prompt.predict(100) == pytest.approx(2.0) and costs.answer.predict(100) == pytest.approx(2.0)
-    costs.record_inference(cells=100, work={"sample": (0, 3.0)})  # nothing finished: nothing learnt
-    assert costs.prompt.points == [(100.0, 2.0)]
+    # step 1 cut after 4 of 8 prompts, scoring after 5 answers
+    costs.record_inference(cells=100, work={"sample": (4, 16.0), "score": (5, 10.0)}, full_prompts=8)
+    assert costs.sample.predict(100) == pytest.approx(32.0) and costs.answer.predict(100) == pytest.approx(2.0)
+    costs.record_inference(cells=100, work={"sample": (0, 3.0)}, full_prompts=8)  # nothing finished: nothing learnt
+    assert costs.sample.points == [(100.0, 32.0)]
 
 
 # ---------------------------------------------------------------- the submission on disk

@@ -149,6 +149,9 @@ class InferenceConfig:
     samples_per_prompt: int = 1  # completions per prompt (must be 1 when temperature is 0)
     temperature: float = 0.0  # 0 = greedy
     min_p: float = 0.0  # sampling: drop tokens less likely than min_p x the likeliest one; 0 = off
+    # > 0: depth-first sampling (transformers backend) instead of n samples: every completion
+    # whose probability is at least this (at most 1/dfs_min_prob of them); 0 = off
+    dfs_min_prob: float = 0.0
     answer_margin: int = 2  # rows and columns added to the answer-size bound from the train outputs
     # train: an answer may be as large as that bound; window: up to 30x30 where the window has
     # room after the prompt (the bound still decides which train pairs fit)
@@ -181,6 +184,13 @@ class InferenceConfig:
             raise ConfigError(f"inference.temperature = {self.temperature}; it must be 0 (greedy) or more")
         if not 0 <= self.min_p < 1:
             raise ConfigError(f"inference.min_p = {self.min_p}; use a value in [0, 1) (0 turns it off)")
+        if not 0 <= self.dfs_min_prob < 1:
+            raise ConfigError(f"inference.dfs_min_prob = {self.dfs_min_prob}; use a value in [0, 1) (0 turns it off)")
+        if self.dfs_min_prob > 0 and self.backend != "transformers":
+            raise ConfigError(
+                "inference.dfs_min_prob needs backend = 'transformers' (vLLM has no depth-first sampling); "
+                "set backend = 'transformers' or dfs_min_prob = 0"
+            )
         if self.temperature == 0 and self.samples_per_prompt != 1:
             raise ConfigError("inference.samples_per_prompt must be 1 with temperature 0 (greedy samples agree)")
         if not 0 < self.gpu_memory_utilization <= 1:

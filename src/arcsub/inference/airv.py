@@ -114,6 +114,7 @@ def sample_jobs(
                     max_tokens=max_tokens,
                     temperature=inf.temperature,
                     min_p=inf.min_p,
+                    min_prob=inf.dfs_min_prob,
                     adapter=(adapters or {}).get(task.id),
                     seed=None if inf.temperature == 0 else inf.seed,
                 )

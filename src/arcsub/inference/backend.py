@@ -28,6 +28,8 @@ class GenerationRequest:
     max_tokens: int = 64
     temperature: float = 0.0  # 0 = greedy
     min_p: float = 0.0  # sampling only: tokens below min_p x the likeliest one's probability are dropped
+    # > 0: depth-first sampling instead: every completion with probability >= min_prob (n, temperature unused)
+    min_prob: float = 0.0
     adapter: str | None = None  # peft adapter folder
     seed: int | None = None
 

