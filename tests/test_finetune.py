@@ -390,6 +390,31 @@ def test_fp16_with_gradient_scaler_runs_with_fp32_adapter(tiny_llama_path, defau
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
 
 
+def test_steps_the_fp16_scaler_skips_are_done_again_and_do_not_move_the_schedule(
+    tiny_llama_path, default_tokenizer, small_tasks
+):
+    """A scale far too high overflows the first steps: each is skipped and done again at
+    half the scale, the schedule advances only with real updates, and the run still
+    makes the steps it was asked for."""
+    from transformers import AutoModelForCausalLM
+
+    config = quick(steps=3, precision="fp16", scaler_init_scale=2.0**30, warmup_steps=2)
+    model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float16), config)
+    schedule_at_step, updates_at_step = [], []
+
+    def on_step(state):
+        schedule_at_step.append(state.scheduler.last_epoch)
+        adam = next(iter(state.optimizer.state.values()), {})  # AdamW counts the updates it made
+        updates_at_step.append(int(adam.get("step", 0)))
+
+    result = train_examples(
+        model, fixed_examples(small_tasks[:1], default_tokenizer, config_with()), config, on_step=on_step
+    )
+    assert result.scaler_skips >= 1 and result.skipped_steps == 0
+    assert result.steps == 3 and len(result.losses) == 3
+    assert schedule_at_step == updates_at_step == [1, 2, 3]
+
+
 def test_a_model_without_trainable_weights_is_refused(tiny_llama_path, default_tokenizer, small_tasks):
     from transformers import AutoModelForCausalLM
 

@@ -117,6 +117,12 @@ def train_examples(
             applied = finite and apply_gradients(state, config.max_grad_norm)
             seconds = time.time() - step_started
             result.max_step_seconds = max(result.max_step_seconds, seconds)
+            if applied is OVERFLOW:
+                # The scaler halved its scale and skipped the update: the step is done again,
+                # and the schedule does not move (else a short TTFT would lose its warm-up).
+                state.optimizer.zero_grad(set_to_none=True)
+                timer.record(seconds)
+                continue
             if not applied:
                 state.optimizer.zero_grad(set_to_none=True)
                 result.skipped_steps += 1
@@ -197,7 +203,9 @@ class TrainingState:
         params = [p for _, p in named_params]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         scheduler = make_scheduler(optimizer, config, total)
-        scaler = torch.amp.GradScaler(device.type) if precision.uses_scaler else None
+        scaler = (
+            torch.amp.GradScaler(device.type, init_scale=config.scaler_init_scale) if precision.uses_scaler else None
+        )
         result = TrainResult(label=label, precision=precision.name, total_steps=total)
         state = cls(model, named_params, optimizer, scheduler, scaler, precision, result, accelerator, device)
         if resume_state is not None:
@@ -286,9 +294,14 @@ def accumulate_gradients(state: TrainingState, draw: Callable[[int], TokenizedPr
     return losses
 
 
-def apply_gradients(state: TrainingState, max_grad_norm: float) -> bool:
+OVERFLOW = "overflow"  # apply_gradients: the fp16 scaler skipped the update
+
+
+def apply_gradients(state: TrainingState, max_grad_norm: float) -> bool | str:
     """Clip and step the optimizer (through the scaler in fp16). False when the
-    gradient norm is not finite (the same on every process: gradients are all-reduced)."""
+    gradient norm is not finite (the same on every process: gradients are all-reduced);
+    ``OVERFLOW`` when the scaled gradients overflowed and the scaler skipped the update
+    while its scale could still come down (below 1, gradients are non-finite as such)."""
     import torch
 
     params = [p for _, p in state.named_params]
@@ -304,7 +317,9 @@ def apply_gradients(state: TrainingState, max_grad_norm: float) -> bool:
     scale = scaler.get_scale()
     scaler.step(state.optimizer)  # skips the update itself when the scaled gradients overflowed
     scaler.update()
-    state.result.scaler_skips += scaler.get_scale() < scale
+    if scaler.get_scale() < scale:
+        state.result.scaler_skips += 1
+        return OVERFLOW if scale >= 1 else False
     return True
 
 
