@@ -593,3 +593,27 @@ def test_finetune_command_runs_data_parallel_under_accelerate_launch(
     result = json.loads((out / "adapter" / "train_result.json").read_text())
     assert result["steps"] == 3 and result["micro_steps"] == 3
     assert (out / "checkpoints" / "step-000003" / "trainer_state.pt").is_file()
+
+
+def test_training_can_start_from_the_shipped_pretrained_adapter(default_model_path, default_tokenizer, small_tasks):
+    """finetune.initial_adapter = "pretrained": the chat model under the default's ARC
+    adapter, trainable, at its rank (8), and training moves it."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from arcsub.finetune.model import prepare_for_training, training_lora_rank
+    from arcsub.models.pretrained import shipped_adapter
+
+    config = quick(steps=1, initial_adapter="pretrained", learning_rate=1e-3)
+    assert training_lora_rank(config) == 8 and training_lora_rank(quick()) == quick().lora_rank
+    model = prepare_for_training(AutoModelForCausalLM.from_pretrained(default_model_path), config)
+    shipped = load_file(shipped_adapter() / "adapter_model.safetensors")
+    start = trainable(model)
+    assert len(start) == len(shipped) and {p.dtype for p in start.values()} == {torch.float32}
+    a_matrix = next(n for n in shipped if "q_proj.lora_A" in n)
+    ours = next(n for n in start if a_matrix.replace(".weight", "") in n)
+    assert torch.allclose(start[ours], shipped[a_matrix].float())
+    train_examples(model, fixed_examples(small_tasks[:1], default_tokenizer, config_with()), config)
+    assert not torch.equal(trainable(model)[ours], start[ours])
+    with pytest.raises(ConfigError, match="initial_adapter = '/nowhere': no adapter_config.json"):
+        training_lora_rank(quick(initial_adapter="/nowhere"))

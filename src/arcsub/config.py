@@ -85,6 +85,10 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False
     max_seq_len: int | None = None  # training sequence budget; default prompt.max_seq_len
     learn_outputs: bool = False  # also learn every train output in the prompt, not only the answer
+    # A peft LoRA adapter to start training from instead of a fresh one (its rank and modules
+    # replace lora_rank and target_modules); "pretrained": the default's shipped ARC adapter,
+    # on the chat model (default-chat), as TTFT's starting point. None: a fresh adapter.
+    initial_adapter: str | None = None
     use_test_outputs: bool = False  # offline data with solutions: test pairs join the pool (never at Kaggle)
     adapter_mode: str = "per_task"  # per_task: one adapter per task | shared: one over the whole group
     nan_patience: int = 3  # non-finite steps in a row before restoring the last good weights and stopping

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import Config, FinetuneConfig
 from ..errors import ConfigError
@@ -70,12 +71,51 @@ def attach_lora(model, config: FinetuneConfig):
     return peft_model
 
 
+def initial_adapter_dir(config: FinetuneConfig) -> Path | None:
+    """The folder of ``finetune.initial_adapter`` (``pretrained``: the shipped adapter)."""
+    if config.initial_adapter is None:
+        return None
+    if config.initial_adapter == "pretrained":
+        from ..models.pretrained import shipped_adapter
+
+        return shipped_adapter()
+    folder = Path(config.initial_adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"finetune.initial_adapter = {config.initial_adapter!r}: no adapter_config.json there; "
+            "give a peft adapter folder, 'pretrained', or leave it out for a fresh adapter"
+        )
+    return folder
+
+
+def training_lora_rank(config: FinetuneConfig) -> int:
+    """The rank of the adapter training makes: the initial adapter's, else ``lora_rank``."""
+    from ..inference.backend import adapter_rank
+
+    folder = initial_adapter_dir(config)
+    return adapter_rank(folder) if folder is not None else config.lora_rank
+
+
+def load_initial_adapter(model, folder: Path):
+    """``model`` under the adapter in ``folder``, trainable, its weights fp32."""
+    import torch
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    for p in peft_model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return peft_model
+
+
 def prepare_for_training(model, config: FinetuneConfig):
-    """``attach_lora`` for ``method = "lora"``; every weight trainable (fp32) for "full"."""
+    """``attach_lora`` (or ``finetune.initial_adapter``) for ``method = "lora"``; every
+    weight trainable (fp32) for "full"."""
     import torch
 
     if config.method == "lora":
-        return attach_lora(model, config)
+        folder = initial_adapter_dir(config)
+        return attach_lora(model, config) if folder is None else load_initial_adapter(model, folder)
     if any(p.dtype != torch.float32 for p in model.parameters()):
         model = model.float()  # Adam needs fp32 master weights; autocast handles the rest
     for p in model.parameters():

@@ -39,6 +39,7 @@ from pathlib import Path
 from ..config import load_config
 from ..console import show_arcsub_lines
 from ..finetune import STOP_SKIPPED, load_for_training, restore_trainable, save_adapter, train_task, trainable_state
+from ..finetune.model import training_lora_rank
 from ..inference import RunStore, infer, make_backend, select_attempts
 from ..models.loading import load_tokenizer
 from ..submission import make_submission
@@ -75,7 +76,7 @@ class Worker:
     def start(self) -> None:
         started = time.time()
         self.pin_cores()
-        lora_rank = self.config.finetune.lora_rank if self.fine_tune else None
+        lora_rank = training_lora_rank(self.config.finetune) if self.fine_tune else None
         # Engine first: on CUDA it claims its memory share before training takes any.
         self.backend = make_backend(
             self.spec.model_dir, self.config, [], lora_rank=lora_rank, device=self.spec.device, progress=False
