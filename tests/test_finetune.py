@@ -617,3 +617,23 @@ def test_training_can_start_from_the_shipped_pretrained_adapter(default_model_pa
     assert not torch.equal(trainable(model)[ours], start[ours])
     with pytest.raises(ConfigError, match="initial_adapter = '/nowhere': no adapter_config.json"):
         training_lora_rank(quick(initial_adapter="/nowhere"))
+
+
+def test_embeddings_that_train_get_their_own_learning_rate(tiny_llama_path):
+    from transformers import AutoModelForCausalLM
+
+    from arcsub.finetune.loop import parameter_groups
+
+    full = AutoModelForCausalLM.from_pretrained(tiny_llama_path).requires_grad_(True)
+    named = list(full.named_parameters())
+    config = quick(method="full", embedding_lr_scale=0.1, learning_rate=1e-3, warmup_steps=0, lr_schedule="constant")
+    rest, embedding = parameter_groups(named, config)
+    embedded = {id(p) for n, p in named if "embed_tokens" in n or "lm_head" in n}
+    assert {id(p) for p in embedding["params"]} == embedded and embedding["lr"] == pytest.approx(1e-4)
+    assert len(rest["params"]) + len(embedding["params"]) == len(named)
+    optimizer = torch.optim.AdamW(parameter_groups(named, config), lr=config.learning_rate)
+    assert make_scheduler(optimizer, config, 10).get_last_lr() == pytest.approx([1e-3, 1e-4])
+    # LoRA on the linear layers only: no embeddings train, one group
+    lora = tiny_lora(tiny_llama_path)
+    trained = [(n, p) for n, p in lora.named_parameters() if p.requires_grad]
+    assert len(parameter_groups(trained, quick(embedding_lr_scale=0.1))) == 1

@@ -73,6 +73,7 @@ class FinetuneConfig:
     for_vllm: bool = True  # the adapter is served by vLLM: refuse what it cannot load (DoRA)
     steps: int = 100  # optimizer steps per task (TTFT) or per run (offline); 0: no test-time fine-tuning
     learning_rate: float = 1e-4
+    embedding_lr_scale: float = 1.0  # embeddings and the output head, when they train, at this times the rate
     lr_schedule: str = "cosine"  # after warm-up: cosine | linear | constant
     warmup_steps: int = 10
     weight_decay: float = 0.0
@@ -120,7 +121,7 @@ class FinetuneConfig:
         for key in positive + ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be at least 1")
-        for key in ("learning_rate", "lora_alpha", "scaler_init_scale"):
+        for key in ("learning_rate", "lora_alpha", "scaler_init_scale", "embedding_lr_scale"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be positive")
         not_negative = ("steps", "warmup_steps", "weight_decay", "max_grad_norm")

@@ -200,8 +200,9 @@ class TrainingState:
                 p.data = p.data.float()
         device = accelerator.device if accelerator is not None else model_device(model)
         precision = resolve_precision(config.precision, device)
-        params = [p for _, p in named_params]
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            parameter_groups(named_params, config), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         scheduler = make_scheduler(optimizer, config, total)
         scaler = (
             torch.amp.GradScaler(device.type, init_scale=config.scaler_init_scale) if precision.uses_scaler else None
@@ -259,6 +260,20 @@ class TrainingState:
         progress = ("steps", "micro_steps", "tokens", "seconds", "max_step_seconds", "losses", "val_losses")
         for key in progress + ("skipped_steps", "scaler_skips"):
             setattr(self.result, key, getattr(done, key))
+
+
+EMBEDDING_NAMES = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
+
+
+def parameter_groups(named_params, config: FinetuneConfig) -> list[dict]:
+    """One optimizer group, or two when embeddings train (full fine-tuning, or LoRA on
+    them): their learning rate is ``embedding_lr_scale`` times the rest's. The schedule
+    scales both alike."""
+    embedding = [p for n, p in named_params if any(part in n for part in EMBEDDING_NAMES)]
+    rest = [p for n, p in named_params if not any(part in n for part in EMBEDDING_NAMES)]
+    if not embedding or config.embedding_lr_scale == 1.0:
+        return [{"params": [p for _, p in named_params]}]
+    return [{"params": rest}, {"params": embedding, "lr": config.learning_rate * config.embedding_lr_scale}]
 
 
 def make_scheduler(optimizer, config: FinetuneConfig, total: int):
