@@ -28,11 +28,13 @@ def variant_config(base: Path, changes: list[str], path: Path) -> Path:
     """``base`` with ``section.key=value`` changes (values as TOML), written to ``path``;
     a bad setting fails here, as the config's own checks say, not in the kernel."""
     config = load_config(base)
+    by_section: dict[str, dict] = {}
     for change in changes:
         name, _, value = change.partition("=")
         section, _, key = name.partition(".")
-        parsed = tomllib.loads(f"v = {value}")["v"]
-        setattr(config, section, dataclasses.replace(getattr(config, section), **{key: parsed}))
+        by_section.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
+    for section, values in by_section.items():  # together: checks that tie keys see them all
+        setattr(config, section, dataclasses.replace(getattr(config, section), **values))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(config_to_toml(config))
     return path
