@@ -78,7 +78,8 @@ def summary_lines(evaluation: dict, out: Path) -> list[str]:
             f"{total['seconds_per_task']:g} s (of {evaluation['budget']['per_task_s']:g}); fine-tuning "
             f"{stages['finetune']:.0f} s, inference {stages['inference']:.0f} s in all"
         ),
-        f"tasks by the model: {total['tasks_by_model']}/{data['tasks']}"
+        f"tasks by the model: {total['tasks_by_model']}/{data['tasks']}, {total.get('tasks_scored', 0)} of them "
+        "chosen after scoring (step 2)"
         + (f"; {total['tasks_unfinished']} unfinished (scored on the fallback)" if total["tasks_unfinished"] else ""),
         f"wrote {out / 'evaluation.json'} and {out / 'evaluation.md'}",
     ]
