@@ -78,9 +78,9 @@ class FinetuneConfig:
     warmup_steps: int = 10
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # 0 turns clipping off
-    # fp16 only: the gradient scaler's first scale. torch's 65536 overflows the first steps of
-    # a fresh adapter (each one skipped while the scale halves): a 16-step TTFT loses several
-    scaler_init_scale: float = 1024.0
+    # fp16 only: the gradient scaler's first scale (torch's default). A step it skips while
+    # finding its scale is done again and does not move the schedule.
+    scaler_init_scale: float = 65536.0
     grad_accum: int = 1  # batch size is 1 sequence; this many per optimizer step
     precision: str = "auto"  # auto: bf16 on CUDA with bf16, fp16 + grad scaler on other CUDA (T4), fp32 on CPU
     gradient_checkpointing: bool = False
