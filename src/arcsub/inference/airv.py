@@ -92,6 +92,7 @@ def sample_jobs(
     """Every (task, test input, augmentation) prompt, and the reasons for any left out."""
     inf = config.inference
     jobs, skipped = [], []
+    largest_answer = full_answer_budget(builder) if inf.answer_bound == "window" else 0
     for task in tasks:
         plan = configured_plan(task, config, inf.num_augmentations, purpose="sample")
         for test_index in range(len(task.test)):
@@ -107,7 +108,7 @@ def sample_jobs(
                 max_tokens = budget
                 if inf.answer_bound == "window":  # the room the window has left, up to a 30x30 answer
                     room = (max_seq_len or builder.config.max_seq_len) - len(prompt.token_ids)
-                    max_tokens = max(budget, min(full_answer_budget(builder), room))
+                    max_tokens = max(budget, min(largest_answer, room))
                 request = GenerationRequest(
                     prompt_ids=prompt.token_ids,
                     n=inf.samples_per_prompt,

@@ -3,10 +3,10 @@
 One task's prompts can make a single engine call of minutes (long answers from a
 model that does not stop). Behind this wrapper a call goes to the engine in pieces
 of ``piece`` requests, and no piece starts that is expected (from the longest piece
-of the same operation so far) to end after the deadline. Generation that is cut returns no completions for
-the requests left (fewer predictions, never a wrong one); scoring that is cut raises
-``DeadlineReached``, because a candidate scored under only some augmentations would
-be ranked on a different scale from the others.
+of the same operation so far) to end after the deadline. Generation that is cut
+returns no completions for the requests left (fewer predictions, never a wrong one);
+scoring that is cut raises ``DeadlineReached``, because a candidate scored under only
+some augmentations would be ranked on a different scale from the others.
 """
 
 from __future__ import annotations

