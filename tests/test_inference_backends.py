@@ -135,7 +135,7 @@ def test_depth_first_sampling_finds_every_completion_above_the_threshold(hf_back
     rescored = hf_backend.score([ScoreRequest(prompt, c.token_ids) for c in found])
     for completion, scores in zip(found, rescored, strict=True):
         assert completion.logprobs == pytest.approx(scores, abs=2e-3)
-    with torch.no_grad():
+    with torch.no_grad(), hf_backend._with_adapter(None):  # the base model, as the requests ask
         first = hf_backend.model(input_ids=torch.tensor([list(prompt)])).logits[0, -1].float().log_softmax(-1)
     above = {t for t in range(first.shape[0]) if first[t] >= math.log(0.001)}
     one_token = hf_backend.generate([GenerationRequest(prompt, max_tokens=1, min_prob=0.001)])[0]

@@ -54,7 +54,7 @@ def threshold_search(
             input_ids=torch.tensor([list(prompt_ids)], device=device), past_key_values=cache, use_cache=True
         ).logits[:, -1, :]
         live, done = [Branch([], [])], []
-        for _ in range(max_tokens):
+        for step in range(max_tokens):
             logprobs = logits.float().log_softmax(-1)
             totals = torch.tensor([b.total for b in live], device=device).unsqueeze(1) + logprobs
             rows, tokens = torch.nonzero(totals >= floor, as_tuple=True)
@@ -68,12 +68,14 @@ def threshold_search(
                     next_live.append(branch)
                     next_tokens.append(token)
             live = next_live
-            if not live or (deadline is not None and time.time() > deadline):
+            if not live or step == max_tokens - 1:
+                break
+            if deadline is not None and time.time() > deadline:
+                live = []  # unfinished branches are dropped: what ended is kept
                 break
             cache.reorder_cache(torch.tensor(parents, device=device))
             logits = model(
                 input_ids=torch.tensor(next_tokens, device=device).unsqueeze(1), past_key_values=cache, use_cache=True
             ).logits[:, -1, :]
-        else:
-            done += [(branch, False) for branch in live]  # still going at max_tokens: cut off
+        done += [(branch, False) for branch in live]  # still going at max_tokens: cut off
     return sorted(done, key=lambda item: -item[0].total)
