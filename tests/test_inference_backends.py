@@ -140,6 +140,11 @@ def test_depth_first_sampling_finds_every_completion_above_the_threshold(hf_back
     above = {t for t in range(first.shape[0]) if first[t] >= math.log(0.001)}
     one_token = hf_backend.generate([GenerationRequest(prompt, max_tokens=1, min_prob=0.001)])[0]
     assert {c.token_ids[0] for c in one_token} == above
+    # a threshold nothing reaches: nothing, unless the greedy completion is kept
+    assert hf_backend.generate([GenerationRequest(prompt, max_tokens=24, min_prob=0.99)])[0] == []
+    (kept,) = hf_backend.generate([GenerationRequest(prompt, max_tokens=24, min_prob=0.99, keep_greedy=True)])[0]
+    long_greedy = hf_backend.generate([GenerationRequest(prompt, max_tokens=24)])[0][0]
+    assert kept.token_ids == long_greedy.token_ids and kept.logprobs == pytest.approx(long_greedy.logprobs, abs=2e-3)
 
 
 def test_depth_first_sampling_is_refused_where_it_cannot_run(vllm_backend, arc_prompts):

@@ -160,6 +160,7 @@ class InferenceConfig:
     # > 0: depth-first sampling (transformers backend) instead of n samples: every completion
     # whose probability is at least this (at most 1/dfs_min_prob of them); 0 = off
     dfs_min_prob: float = 0.0
+    dfs_keep_greedy: bool = False  # depth-first sampling also keeps the greedy completion, however unlikely
     answer_margin: int = 2  # rows and columns added to the answer-size bound from the train outputs
     # train: an answer may be as large as that bound; window: up to 30x30 where the window has
     # room after the prompt (the bound still decides which train pairs fit)

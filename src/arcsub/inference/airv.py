@@ -116,6 +116,7 @@ def sample_jobs(
                     temperature=inf.temperature,
                     min_p=inf.min_p,
                     min_prob=inf.dfs_min_prob,
+                    keep_greedy=inf.dfs_keep_greedy,
                     adapter=(adapters or {}).get(task.id),
                     seed=None if inf.temperature == 0 else inf.seed,
                 )

@@ -30,6 +30,7 @@ class GenerationRequest:
     min_p: float = 0.0  # sampling only: tokens below min_p x the likeliest one's probability are dropped
     # > 0: depth-first sampling instead: every completion with probability >= min_prob (n, temperature unused)
     min_prob: float = 0.0
+    keep_greedy: bool = False  # depth-first: the greedy completion too, however unlikely
     adapter: str | None = None  # peft adapter folder
     seed: int | None = None
 

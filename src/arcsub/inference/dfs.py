@@ -25,6 +25,7 @@ from dataclasses import dataclass
 class Branch:
     tokens: list[int]
     logprobs: list[float]
+    greedy: bool = False  # every token so far was its step's likeliest
 
     @property
     def total(self) -> float:
@@ -40,10 +41,13 @@ def threshold_search(
     eos_ids: set[int],
     device: str,
     deadline: float | None = None,
+    keep_greedy: bool = False,
 ) -> list[tuple[Branch, bool]]:
     """Every completion of ``prompt_ids`` with probability at least ``min_prob``, most
-    likely first, each with whether it ended (an end token) or hit ``max_tokens``.
-    At ``deadline`` (a ``time.time()`` value) the walk stops with what has ended."""
+    likely first, each with whether it ended (an end token) or hit ``max_tokens``;
+    ``keep_greedy``: the greedy completion too, however unlikely, so that no prompt
+    comes back empty. At ``deadline`` (a ``time.time()`` value) the walk stops with what
+    has ended."""
     import torch
     from transformers import DynamicCache
 
@@ -53,14 +57,23 @@ def threshold_search(
         logits = model(
             input_ids=torch.tensor([list(prompt_ids)], device=device), past_key_values=cache, use_cache=True
         ).logits[:, -1, :]
-        live, done = [Branch([], [])], []
+        live, done = [Branch([], [], greedy=keep_greedy)], []
         for step in range(max_tokens):
             logprobs = logits.float().log_softmax(-1)
             totals = torch.tensor([b.total for b in live], device=device).unsqueeze(1) + logprobs
-            rows, tokens = torch.nonzero(totals >= floor, as_tuple=True)
+            keep = totals >= floor
+            likeliest = logprobs.argmax(-1).tolist()
+            for row, branch in enumerate(live):
+                if branch.greedy:
+                    keep[row, likeliest[row]] = True
+            rows, tokens = torch.nonzero(keep, as_tuple=True)
             parents, next_live, next_tokens = [], [], []
             for row, token in zip(rows.tolist(), tokens.tolist(), strict=True):
-                branch = Branch(live[row].tokens + [token], live[row].logprobs + [logprobs[row, token].item()])
+                branch = Branch(
+                    live[row].tokens + [token],
+                    live[row].logprobs + [logprobs[row, token].item()],
+                    greedy=live[row].greedy and token == likeliest[row],
+                )
                 if token in eos_ids:
                     done.append((branch, True))
                 else:

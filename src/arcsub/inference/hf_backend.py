@@ -173,7 +173,7 @@ class TransformersBackend:
         with self._with_adapter(request.adapter):
             found = threshold_search(
                 self.model, request.prompt_ids, min_prob=request.min_prob, max_tokens=request.max_tokens,
-                eos_ids=self.eos_ids, device=self.device, deadline=self.deadline,
+                eos_ids=self.eos_ids, device=self.device, deadline=self.deadline, keep_greedy=request.keep_greedy,
             )  # fmt: skip
         return [
             Completion(
