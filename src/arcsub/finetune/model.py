@@ -65,10 +65,18 @@ def attach_lora(model, config: FinetuneConfig):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         peft_model = get_peft_model(model, lora)
-    for p in peft_model.parameters():
+    return trainable_in_fp32(peft_model)
+
+
+def trainable_in_fp32(model):
+    """``model`` with its trainable weights (the adapter) in fp32: Adam's master weights,
+    and what the fp16 scaler can unscale; the frozen base keeps its dtype."""
+    import torch
+
+    for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
-    return peft_model
+    return model
 
 
 def initial_adapter_dir(config: FinetuneConfig) -> Path | None:
@@ -98,14 +106,9 @@ def training_lora_rank(config: FinetuneConfig) -> int:
 
 def load_initial_adapter(model, folder: Path):
     """``model`` under the adapter in ``folder``, trainable, its weights fp32."""
-    import torch
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
-    for p in peft_model.parameters():
-        if p.requires_grad and p.dtype != torch.float32:
-            p.data = p.data.float()
-    return peft_model
+    return trainable_in_fp32(PeftModel.from_pretrained(model, str(folder), is_trainable=True))
 
 
 def prepare_for_training(model, config: FinetuneConfig):
