@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import time
 import tomllib
 from pathlib import Path
 
 from arcsub.config import config_to_toml, load_config
 from arcsub.evaluate.run import EvaluationOptions, evaluate
+
+
+def split_changes(text: str) -> list[str]:
+    """``a.b=1,c.d=["x","y"]`` as its changes: commas split only before the next
+    ``section.key=``, so TOML arrays keep theirs."""
+    return [part for part in re.split(r",(?=\s*\w+\.\w+\s*=)", text) if part]
 
 
 def variant_config(base: Path, changes: list[str], path: Path) -> Path:
@@ -62,7 +69,7 @@ def evaluated_cells(out: Path, model: str, config: Path, args) -> str:
     start = time.time()
     evaluation = evaluate(
         EvaluationOptions(
-            out=out, model=model, data=args.data, smallest=args.smallest, config=config,
+            out=out, model=model, data=args.data, smallest=args.smallest, skip_smallest=args.skip_smallest, config=config,
             per_task_s=args.budget_per_task, workers=args.workers,
         )
     )  # fmt: skip
@@ -81,6 +88,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--data", default="arc1/evaluation")
     parser.add_argument("--smallest", type=int, default=24)
+    parser.add_argument("--skip-smallest", type=int, default=0, help="the next --smallest after these K")
     parser.add_argument("--budget-per-task", type=float, default=60.0)
     parser.add_argument("--config", default="configs/cpu-smoke.toml")
     parser.add_argument("--workers", type=int, default=2)
@@ -91,13 +99,17 @@ def main() -> None:
 
     out = Path(args.out)
     variants = [] if args.no_baseline else [("baseline", [])]
-    variants += [(spec.partition(":")[0], spec.partition(":")[2].split(",")) for spec in args.variant]
+    variants += [(spec.partition(":")[0], split_changes(spec.partition(":")[2])) for spec in args.variant]
+    # every config first: a bad setting in the last variant fails before hours of runs
+    configs = [
+        variant_config(Path(args.config), changes, out / "configs" / f"{name}.toml") for name, changes in variants
+    ]
     rows = []
-    for name, changes in variants:
-        config = variant_config(Path(args.config), changes, out / "configs" / f"{name}.toml")
+    for (name, changes), config in zip(variants, configs, strict=True):
         setting = ", ".join(changes) or f"{args.config} as it is"
         rows.append(f"| {name} | {setting} | {evaluated_cells(out / name, args.model, config, args)} |")
-    print(f"# {args.model} on {args.data}, {args.smallest} smallest, {args.budget_per_task:g} s per task")
+    after = f" after the {args.skip_smallest} smallest" if args.skip_smallest else ""
+    print(f"# {args.model} on {args.data}, {args.smallest} smallest{after}, {args.budget_per_task:g} s per task")
     print_table("lever | setting", rows)
 
 

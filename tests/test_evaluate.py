@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,22 @@ def test_another_budget_in_the_same_folder_is_refused_unless_restarted(evaluated
     other = EvaluationOptions(**{**options.__dict__, "per_task_s": 45.0})
     with pytest.raises(EvaluationError, match=r"per_task_s.*--restart"):
         evaluate(other, progress=False)
+
+
+def test_a_second_slice_leaves_the_first_out():
+    from arcsub.evaluate.run import load_evaluation_tasks
+    from arcsub.pipeline import smallest_tasks
+    from arcsub.tasks import load_tasks
+
+    everything = load_tasks("arc1/evaluation").tasks
+    first = {t.id for t in smallest_tasks(everything, 3)}
+    both = {t.id for t in smallest_tasks(everything, 7)}
+    second = load_evaluation_tasks(EvaluationOptions(out=Path("unused"), smallest=4, skip_smallest=3))
+    assert {t.id for t in second} == both - first
+    rest = load_evaluation_tasks(EvaluationOptions(out=Path("unused"), skip_smallest=3))
+    assert len(rest) == len(everything) - 3 and not first & {t.id for t in rest}
+    with pytest.raises(EvaluationError, match="--skip-smallest -1"):
+        load_evaluation_tasks(EvaluationOptions(out=Path("unused"), skip_smallest=-1))
 
 
 def test_a_model_trained_on_the_tasks_is_refused_then_allowed(tmp_path, tiny_llama_path, settings):

@@ -20,6 +20,7 @@ def cmd_evaluate(args) -> int:
             data=args.data,
             solutions=args.solutions,
             smallest=args.smallest,
+            skip_smallest=args.skip_smallest,
             config=Path(args.config) if args.config else None,
             per_task_s=args.budget_per_task,
             profile=args.profile,
@@ -50,6 +51,13 @@ def register(sub) -> None:
     p.add_argument("--data", default="arc1/evaluation", help=SOURCE_HELP + " (default arc1/evaluation)")
     p.add_argument("--solutions", help="Kaggle solutions file for a challenges file given as --data")
     p.add_argument("--smallest", type=int, help="only the N tasks with the fewest cells")
+    p.add_argument(
+        "--skip-smallest",
+        type=int,
+        default=0,
+        metavar="K",
+        help="leave out the K smallest first (with --smallest N: the next N, a slice held out from the first K)",
+    )
     p.add_argument("--config", help="TOML config for the kernel (as arcsub.toml beside the model)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(

@@ -49,6 +49,7 @@ class EvaluationOptions:
     data: str = "arc1/evaluation"
     solutions: str | None = None  # a Kaggle solutions file for a challenges file in data
     smallest: int | None = None
+    skip_smallest: int = 0  # leave the N smallest out first: a second slice, held out from the first
     config: Path | None = None
     per_task_s: float | None = None
     profile: str | None = None  # the competition whose budget per task to use
@@ -63,10 +64,14 @@ def load_evaluation_tasks(options: EvaluationOptions) -> list[Task]:
     from ..tasks import load_tasks
 
     tasks = load_tasks(options.data, solutions=options.solutions).tasks
+    if options.skip_smallest < 0:
+        raise EvaluationError(f"--skip-smallest {options.skip_smallest}: pass 0 or more")
+    skipped = {t.id for t in smallest_tasks(tasks, options.skip_smallest)}
     if options.smallest is not None:
         if options.smallest < 1:
             raise EvaluationError(f"--smallest {options.smallest}: pass at least 1")
-        tasks = smallest_tasks(tasks, options.smallest)
+        tasks = smallest_tasks(tasks, options.skip_smallest + options.smallest)
+    tasks = [t for t in tasks if t.id not in skipped]
     if not tasks:
         raise EvaluationError(f"{options.data}: no tasks to evaluate on")
     missing = [t.id for t in tasks if not t.has_solutions]
