@@ -637,3 +637,12 @@ def test_embeddings_that_train_get_their_own_learning_rate(tiny_llama_path):
     lora = tiny_lora(tiny_llama_path)
     trained = [(n, p) for n, p in lora.named_parameters() if p.requires_grad]
     assert len(parameter_groups(trained, quick(embedding_lr_scale=0.1))) == 1
+    # LoRA that names embed_tokens: its embedding matrices are the second group
+    lora = tiny_lora(tiny_llama_path, target_modules=["q_proj", "embed_tokens"])
+    trained = [(n, p) for n, p in lora.named_parameters() if p.requires_grad]
+    rest, embedding = parameter_groups(trained, quick(embedding_lr_scale=0.1, learning_rate=1e-3))
+    assert sorted(n.rsplit(".", 2)[-2] for n, p in trained if any(p is q for q in embedding["params"])) == [
+        "lora_embedding_A",
+        "lora_embedding_B",
+    ]
+    assert embedding["lr"] == pytest.approx(1e-4) and len(rest["params"]) == len(trained) - 2

@@ -67,6 +67,34 @@ def test_scores_agree_and_match_generation(vllm_backend, hf_backend, arc_prompts
         assert scores == pytest.approx(gen[0].logprobs, abs=2e-3)
 
 
+def test_an_adapter_on_the_embeddings_is_served_alike(
+    vllm_backend, hf_backend, arc_prompts, default_model_path, tmp_path_factory
+):
+    """finetune.target_modules may name embed_tokens: both backends serve that LoRA, the
+    same way, and its embedding part counts (vLLM does not drop it)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(default_model_path, dtype=torch.float32)
+    lora = LoraConfig(r=8, lora_alpha=8, target_modules=["embed_tokens"], init_lora_weights=False)
+    path = str(tmp_path_factory.mktemp("embedding-lora"))
+    get_peft_model(model, lora).save_pretrained(path)
+    answers = vllm_backend.generate([GenerationRequest(ids, max_tokens=8) for ids in arc_prompts[:2]])
+    plain = [ScoreRequest(ids, gen[0].token_ids) for ids, gen in zip(arc_prompts, answers, strict=False)]
+    tuned = [ScoreRequest(r.prompt_ids, r.answer_ids, path) for r in plain]
+    for backend in (vllm_backend, hf_backend):
+        backend.add_adapter(path)
+    from_vllm, from_hf = vllm_backend.score(tuned), hf_backend.score(tuned)
+    for v, h in zip(from_vllm, from_hf, strict=True):
+        assert v == pytest.approx(h, abs=2e-3)
+    base = vllm_backend.score(plain)
+    assert max(abs(sum(t) - sum(b)) for t, b in zip(from_vllm, base, strict=True)) > 0.05
+    for backend in (vllm_backend, hf_backend):
+        backend.release_adapter(path)
+
+
 def test_sampling_returns_n_completions(vllm_backend, hf_backend, arc_prompts):
     request = GenerationRequest(arc_prompts[0], n=3, max_tokens=8, temperature=1.0, seed=7)
     for backend in (vllm_backend, hf_backend):
