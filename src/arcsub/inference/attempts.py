@@ -43,7 +43,6 @@ def select_attempts(tasks: Sequence[Task], store: RunStore, method: str = "combi
             result.source[task.id] = "sample"
         else:
             ranked = [[] for _ in task.test]
-        if not any(ranked):  # a step that stored nothing (depth-first sampling can): the rule answers
             result.source[task.id] = "fallback"
         result.attempts[task.id] = [
             choose_attempts(_with_fallbacks(r, f), pair.input)
