@@ -81,8 +81,9 @@ def test_an_adapter_on_the_embeddings_is_served_alike(
     lora = LoraConfig(r=8, lora_alpha=8, target_modules=["embed_tokens"], init_lora_weights=False)
     path = str(tmp_path_factory.mktemp("embedding-lora"))
     get_peft_model(model, lora).save_pretrained(path)
-    answers = vllm_backend.generate([GenerationRequest(ids, max_tokens=8) for ids in arc_prompts[:2]])
-    plain = [ScoreRequest(ids, gen[0].token_ids) for ids, gen in zip(arc_prompts, answers, strict=False)]
+    prompts = arc_prompts[:2]
+    answers = vllm_backend.generate([GenerationRequest(ids, max_tokens=8) for ids in prompts])
+    plain = [ScoreRequest(ids, gen[0].token_ids) for ids, gen in zip(prompts, answers, strict=True)]
     tuned = [ScoreRequest(r.prompt_ids, r.answer_ids, path) for r in plain]
     for backend in (vllm_backend, hf_backend):
         backend.add_adapter(path)
