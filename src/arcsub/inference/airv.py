@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..augment import Augmentation, augmentation_plan
 from ..config import Config
@@ -44,7 +44,7 @@ def answer_side_bounds(task: Task, test_index: int, margin: int) -> tuple[int, i
     bounds = []
     for axis, test_side in ((0, test_rows), (1, test_cols)):
 
-        def side(grid):
+        def side(grid, axis=axis):
             return len(grid) if axis == 0 else len(grid[0])
 
         growth = max(side(p.output) / side(p.input) for p in task.train)

@@ -9,8 +9,8 @@ submission is always complete and valid.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ..baseline import baseline_predictions
 from ..errors import ArcsubError

@@ -11,8 +11,8 @@ used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..augment import Augmentation
 from ..config import Config

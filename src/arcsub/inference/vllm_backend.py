@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..config import InferenceConfig
 from ..console import progress_bar, vllm_bar
