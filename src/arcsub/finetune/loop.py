@@ -43,6 +43,7 @@ from ..config import FinetuneConfig
 from ..console import progress_bar
 from ..errors import FinetuneError
 from ..prompts import IGNORE_INDEX, TokenizedPrompt
+from .model import trainable_in_fp32
 from .precision import Precision, resolve_precision
 from .result import STOP_DEADLINE, STOP_MAX_STEPS, STOP_NON_FINITE, TrainResult
 
@@ -195,9 +196,7 @@ class TrainingState:
             raise FinetuneError(
                 "the model has no trainable weights; attach an adapter (attach_lora) or use method 'full'"
             )
-        for _, p in named_params:
-            if p.dtype != torch.float32:  # the scaler and Adam need fp32 master weights
-                p.data = p.data.float()
+        trainable_in_fp32(model)  # the scaler and Adam need fp32 master weights
         device = accelerator.device if accelerator is not None else model_device(model)
         precision = resolve_precision(config.precision, device)
         optimizer = torch.optim.AdamW(
@@ -269,8 +268,9 @@ def parameter_groups(named_params, config: FinetuneConfig) -> list[dict]:
     """One optimizer group, or two when embeddings train (full fine-tuning, or LoRA on
     them): their learning rate is ``embedding_lr_scale`` times the rest's. The schedule
     scales both alike."""
-    embedding = [p for n, p in named_params if any(part in n for part in EMBEDDING_NAMES)]
-    rest = [p for n, p in named_params if not any(part in n for part in EMBEDDING_NAMES)]
+    embedding, rest = [], []
+    for name, param in named_params:
+        (embedding if any(part in name for part in EMBEDDING_NAMES) else rest).append(param)
     if not embedding or config.embedding_lr_scale == 1.0:
         return [{"params": [p for _, p in named_params]}]
     return [{"params": rest}, {"params": embedding, "lr": config.learning_rate * config.embedding_lr_scale}]
