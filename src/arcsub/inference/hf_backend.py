@@ -102,14 +102,14 @@ class TransformersBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         results: list[list[Completion] | None] = [None] * len(requests)
-        groups = defaultdict(list)
+        groups, depth_first = defaultdict(list), []
         for index, r in enumerate(requests):
             if r.min_prob > 0:
-                groups["depth-first"].append(index)
+                depth_first.append(index)
             else:
                 groups[(r.adapter, r.n, r.temperature, r.min_p, r.max_tokens, r.seed)].append(index)
         with progress_bar(total=len(requests), desc="sampling", unit="prompt", enabled=self.progress) as bar:
-            for index in groups.pop("depth-first", []):
+            for index in depth_first:
                 results[index] = self._depth_first(requests[index])
                 bar.update(1)
             for (adapter, n, temperature, min_p, max_tokens, seed), indices in groups.items():
