@@ -145,6 +145,11 @@ class InferenceAsk:
     candidates: int  # step-2 candidates scored per test input; 0: no scoring
     score_augmentations: int  # augmentations each candidate is scored under
 
+    @property
+    def prompts(self) -> int:
+        """Step 1's prompts at the configured count."""
+        return self.tests * self.augmentations
+
 
 @dataclass
 class TaskPlan:
@@ -179,7 +184,7 @@ def plan_inference(cells: int, limit_s: float, costs: CostModel, ask: InferenceA
     Returns (augmentations, candidates, seconds, reason)."""
     sample_s = costs.sample.predict(cells)
     # Until a worker has scored once, an answer is assumed to cost a step-1 prompt.
-    per_answer = costs.answer.predict(cells) if costs.answer.known else sample_s / (ask.augmentations * ask.tests)
+    per_answer = costs.answer.predict(cells) if costs.answer.known else sample_s / ask.prompts
     candidate_s = per_answer * ask.tests * ask.score_augmentations
     augmentations, reason = ask.augmentations, ""
     if sample_s > limit_s:

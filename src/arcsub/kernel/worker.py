@@ -105,9 +105,9 @@ class Worker:
         if os.environ.get(FAULT_FAIL_TASK) == task_id:
             raise InjectedFault(f"{task_id}: fault injected by {FAULT_FAIL_TASK}")
         inference = self.config.inference
+        ask = self.inference_ask(task)
         plan = plan_task(
-            task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune,
-            ask=self.inference_ask(task),
+            task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune, ask=ask
         )  # fmt: skip
         stats: dict = {"plan": plan.to_dict(), "cells": task.cells}
         adapter = None
@@ -132,7 +132,7 @@ class Worker:
             adapters_dir=adapters_dir, backend=self.backend, deadline=deadline, progress=False,
         )  # fmt: skip
         infer_s = time.time() - infer_start
-        self.costs.record_inference(task.cells, report.work, len(task.test) * inference.num_augmentations)
+        self.costs.record_inference(task.cells, report.work, ask.prompts)
         if adapter:
             self.backend.release_adapter(adapter)
         selection = select_attempts([task], RunStore(Path(self.spec.predictions_dir) / task_id), inference.selection)
