@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import ArcsubError
 from ..io import atomic_dir, write_json_atomic
+from ..kernel.inputs import INSTALL_PLAN
 from .metadata import DATASET_METADATA, KERNEL_METADATA
 
 DEFAULT_BUILD = Path("build") / "kaggle"
@@ -134,6 +135,7 @@ def write_wheels(folder: Path, target, root: Path, arcsub_wheel: Path, *, downlo
             names.append(path.name)
     link_or_copy(arcsub_wheel, folder / arcsub_wheel.name)
     names.append(arcsub_wheel.name)
+    write_json_atomic(folder / INSTALL_PLAN, target.install_plan(), indent=1)
     return sorted(names)
 
 

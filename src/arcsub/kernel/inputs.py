@@ -21,6 +21,9 @@ from ..errors import ArcsubError
 TEST_FILE = "arc-agi_test_challenges.json"
 EVALUATION_FILE = "arc-agi_evaluation_challenges.json"
 CONFIG_FILE = "arcsub.toml"
+# Beside the wheels: what kernel/main.py removes from the image before installing them
+# (its INSTALL_FILE; that file cannot import this one, it runs before arcsub exists).
+INSTALL_PLAN = "arcsub-install.json"
 MAX_DEPTH = 7  # models/<owner>/<model>/<framework>/<variation>/<version>/<folder>
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import ArcsubError
 from ..io import write_json_atomic
+from ..kernel.inputs import INSTALL_PLAN
 from ..tasks import Task, tasks_to_challenges, tasks_to_solutions
 
 CHALLENGES_FILE = "arc-agi_test_challenges.json"
@@ -116,15 +117,22 @@ def clear_out(out: Path) -> None:
             path.unlink()
 
 
-def _link_entries(source: Path, target: Path, *, suffix: str = "") -> list[str]:
+def _link_entries(source: Path, target: Path, *, keep=None) -> list[str]:
+    """Symlinks in ``target`` to the entries of ``source`` (those ``keep(name)`` accepts)."""
     target.mkdir(parents=True, exist_ok=True)
     linked = []
     for entry in sorted(source.iterdir()):
-        if suffix and not (entry.is_file() and entry.name.endswith(suffix)):
+        if keep is not None and not (entry.is_file() and keep(entry.name)):
             continue
         os.symlink(entry.resolve(), target / entry.name)
         linked.append(entry.name)
     return linked
+
+
+def is_wheels_dataset_file(name: str) -> bool:
+    """What the kernel reads from the wheels dataset: the wheels, and its install plan
+    (``INSTALL_FILE`` in kernel/main.py: what to remove from the image first)."""
+    return name.endswith(".whl") or name == INSTALL_PLAN
 
 
 def build_tree(
@@ -157,8 +165,8 @@ def build_tree(
         shutil.copyfile(config, layout.model / CONFIG_NAME)
     built["model"] = {"source": str(model_dir), "entries": len(model_files), "config": str(config) if config else None}
     if wheels is not None:
-        names = _link_entries(wheels, layout.wheels, suffix=".whl")
-        if not names:
+        names = _link_entries(wheels, layout.wheels, keep=is_wheels_dataset_file)
+        if not any(name.endswith(".whl") for name in names):
             raise SimulationError(f"{wheels}: no .whl files in the --wheels folder; pass the folder that holds them")
         built["wheels"] = {"source": str(wheels), "files": names}
     layout.working.mkdir(parents=True)
