@@ -186,3 +186,43 @@ def test_depth_first_sampling_is_refused_where_it_cannot_run(vllm_backend, arc_p
     with pytest.raises(ConfigError, match="dfs_min_prob needs backend = 'transformers'"):
         InferenceConfig(dfs_min_prob=0.1)
     assert InferenceConfig(backend="transformers", dfs_min_prob=0.1).dfs_min_prob == 0.1
+
+
+def test_adapter_ids_and_names_are_never_reused(vllm_backend, random_lora_path, tmp_path):
+    """vLLM 0.19.1 keys prefix-cache blocks by the LoRA name alone: a later task's
+    adapter must never get an earlier one's id or name, nor the same folder retrained."""
+    import shutil
+
+    other = tmp_path / "other-task"
+    shutil.copytree(random_lora_path, other)
+    first = tmp_path / "first-task"
+    shutil.copytree(random_lora_path, first)
+    vllm_backend.add_adapter(str(first))
+    before = vllm_backend.lora_request(str(first))
+    vllm_backend.release_adapter(str(first))
+    vllm_backend.add_adapter(str(other))
+    after = vllm_backend.lora_request(str(other))
+    vllm_backend.add_adapter(str(other))  # declared again (retrained in place): a new id
+    again = vllm_backend.lora_request(str(other))
+    ids = [before.lora_int_id, after.lora_int_id, again.lora_int_id]
+    names = [before.lora_name, after.lora_name, again.lora_name]
+    assert len(set(ids)) == 3 and len(set(names)) == 3, (ids, names)
+    vllm_backend.release_adapter(str(other))
+
+
+def test_the_attention_backend_is_an_engine_argument_below_capability_8(default_model_path):
+    from arcsub.config import InferenceConfig
+    from arcsub.inference.vllm_backend import attention_backend_for, engine_kwargs
+    from arcsub.kernel.stack import engine_environment
+
+    assert attention_backend_for((7, 5)) == "TRITON_ATTN"  # T4
+    assert attention_backend_for((8, 9)) is None and attention_backend_for(None) is None  # L4; CPU
+    t4 = engine_kwargs(default_model_path, InferenceConfig(), [], capability=(7, 5))
+    assert t4["attention_backend"] == "TRITON_ATTN" and "kv_cache_memory_bytes" not in t4
+    assert "attention_backend" not in engine_kwargs(default_model_path, InferenceConfig(), [], capability=(8, 9))
+    # vLLM 0.19.1 ignores this variable; the kernel no longer relies on it
+    assert "VLLM_ATTENTION_BACKEND" not in engine_environment("7.5")
+
+
+def test_the_engine_says_which_attention_backend_it_runs(vllm_backend):
+    assert vllm_backend.attention_backends() == ["CPU_ATTN"]

@@ -12,7 +12,19 @@ Engine settings come from the model and the device, not from guesses:
 * swap space 0 where the engine still has it: on Kaggle's ~29 GB host it dominated
   RAM for no speed gain (vLLM 0.32 dropped the option);
 * ``tensor_parallel_size`` > 1 only when attention and KV heads divide by it (SmolLM2
-  has 9 heads); otherwise 1, and the kernel runs one engine per GPU.
+  has 9 heads); otherwise 1, and the kernel runs one engine per GPU;
+* attention: below compute capability 8 (a T4 is 7.5) the engine argument
+  ``attention_backend="TRITON_ATTN"``. vLLM 0.19.1 picks FlashInfer there by itself
+  (its ``FlashInferBackend`` claims 7.5 to 12.1), which is not proven on a T4; the
+  environment variable ``VLLM_ATTENTION_BACKEND`` that older versions read is ignored
+  by 0.19.1 (its ``envs.py`` has no such variable). ``attention_backends()`` asks the
+  engine's workers which backend they run.
+
+LoRA adapters get an id that is never reused within an engine (and a name made from
+it): vLLM 0.19.1 keys prefix-cache blocks by the LoRA *name* alone
+(``v1/core/kv_cache_utils.py``) and removing a LoRA does not clear them, so a name
+used again would serve the shared prompt blocks (chat header, instructions) computed
+under an earlier task's adapter.
 
 vLLM spawns its engine process: build ``VLLMBackend`` from code that runs under
 ``if __name__ == "__main__":`` (the ``arcsub`` console script does).
@@ -39,6 +51,9 @@ log = logging.getLogger(__name__)
 # vllm.config.lora.MaxLoRARanks in 0.32
 SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 GIB = 1 << 30
+# Below this compute capability (major) FlashAttention is out and FlashInfer unproven.
+TRITON_BELOW_CAPABILITY = 8
+TRITON_ATTENTION = "TRITON_ATTN"
 
 
 class EngineConfigError(ArcsubError):
@@ -82,12 +97,31 @@ def cpu_kv_cache_bytes(requested_gib: float | None) -> int:
     return int(min(8 * GIB, max(GIB // 2, free // 4)))
 
 
+def attention_backend_for(capability: tuple[int, int] | None) -> str | None:
+    """The attention backend to ask for on a GPU of this compute capability (None: the
+    engine's own choice; also on CPU, where ``capability`` is None)."""
+    if capability is not None and capability[0] < TRITON_BELOW_CAPABILITY:
+        return TRITON_ATTENTION
+    return None
+
+
+def cuda_capability() -> tuple[int, int] | None:
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
+
+
 def engine_kwargs(
-    model_path: str | Path, config: InferenceConfig, adapters: Sequence[str], lora_rank: int | None = None
+    model_path: str | Path,
+    config: InferenceConfig,
+    adapters: Sequence[str],
+    lora_rank: int | None = None,
+    *,
+    capability: tuple[int, int] | None = None,
 ) -> dict:
     """The ``vllm.LLM`` arguments for this model, device and set of adapters.
-    ``lora_rank`` enables LoRA for adapters declared later (``add_adapter``)."""
-    import torch
+    ``lora_rank`` enables LoRA for adapters declared later (``add_adapter``);
+    ``capability``: the GPU's compute capability (None: the CPU)."""
 
     kwargs: dict = {
         "model": str(model_path),
@@ -107,8 +141,11 @@ def engine_kwargs(
             max_loras=max(1, min(len(adapters), 4)),
             max_cpu_loras=max(2, min(len(adapters), 4)),
         )
-    if torch.cuda.is_available():
+    if capability is not None:
         kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+        backend = attention_backend_for(capability)
+        if backend is not None:
+            kwargs["attention_backend"] = backend
     else:
         kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(config.kv_cache_gib)
     from vllm.engine.arg_utils import EngineArgs
@@ -130,6 +167,13 @@ def use_every_core(max_cores: int = 4) -> None:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
+def _attention_backend_names(worker) -> list[str]:
+    """Runs inside each vLLM worker: the names of the attention backends its model
+    runner built (``attn_groups``, in vLLM 0.19.1 and vllm-cpu 0.32 alike)."""
+    groups = getattr(getattr(worker, "model_runner", None), "attn_groups", None) or []
+    return sorted({group.backend.get_name() for per_spec in groups for group in per_spec})
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -148,8 +192,13 @@ class VLLMBackend:
         self.model_path = str(model_path)
         self.progress = progress
         # Every adapter the engine may see must be known now: max_lora_rank is fixed at start.
-        self.adapters = {str(Path(a)): i + 1 for i, a in enumerate(dict.fromkeys(str(Path(a)) for a in adapters))}
-        self.kwargs = engine_kwargs(model_path, self.config, list(self.adapters), lora_rank)
+        self.adapters: dict[str, int] = {}  # adapter folder -> its LoRA id
+        self.last_lora_id = 0  # ids only grow: see the module docstring
+        for adapter in dict.fromkeys(str(Path(a)) for a in adapters):
+            self._new_id(adapter)
+        self.kwargs = engine_kwargs(
+            model_path, self.config, list(self.adapters), lora_rank, capability=cuda_capability()
+        )
         on_cpu = "kv_cache_memory_bytes" in self.kwargs
         self.score_one_by_one = bool(self.kwargs.get("enable_lora")) and on_cpu  # see score()
         # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a
@@ -158,6 +207,9 @@ class VLLMBackend:
         self.request_seeds = not on_cpu
         if on_cpu:
             use_every_core()
+        # Lets attention_backends() send its small function to the engine's workers;
+        # the engine's sockets are local to this machine.
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         self.llm = LLM(**self.kwargs)
 
     def add_adapter(self, path: str) -> None:
@@ -170,13 +222,34 @@ class VLLMBackend:
                 "start it with a larger lora_rank"
             )
         key = str(Path(path))
-        if key not in self.adapters:
-            self.adapters[key] = max(self.adapters.values(), default=0) + 1
+        if key in self.adapters:  # declared again: the folder may hold new weights
+            self.release_adapter(key)
+        self._new_id(key)
+
+    def _new_id(self, key: str) -> int:
+        self.last_lora_id += 1
+        self.adapters[key] = self.last_lora_id
+        return self.last_lora_id
 
     def release_adapter(self, path: str) -> None:
         lora_id = self.adapters.pop(str(Path(path)), None)
         if lora_id is not None and self.llm is not None:
             self.llm.llm_engine.remove_lora(lora_id)
+
+    def lora_request(self, adapter: str):
+        """The ``LoRARequest`` an adapter folder is served with (its id and name)."""
+        return self._lora(adapter)
+
+    def attention_backends(self) -> list[str]:
+        """The attention backends the engine's workers run (their names, as vLLM gives
+        them); [] when the engine cannot say. Callables travel to the workers only with
+        ``VLLM_ALLOW_INSECURE_SERIALIZATION`` (set when this backend starts the engine)."""
+        try:
+            found = self.llm.collective_rpc(_attention_backend_names)
+        except Exception as exc:  # noqa: BLE001 - a report line, never a reason to fail
+            log.debug("the engine did not say which attention backend it runs: %s", exc)
+            return []
+        return sorted({name for names in found for name in names})
 
     def _lora(self, adapter: str | None):
         if adapter is None:

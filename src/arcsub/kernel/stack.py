@@ -75,11 +75,13 @@ def require_usable_gpu(probe: dict, gpus: list[dict[str, str]], versions: dict[s
 
 
 def engine_environment(capability: str | None) -> dict[str, str]:
-    """Settings the serving engine needs on a GPU generation. Before compute capability 8
-    (T4 is 7.5) vLLM 0.12-0.23 picks FlashInfer, which fails there; Triton attention works."""
+    """Environment settings the serving engine needs on a GPU generation. Below compute
+    capability 8 (T4 is 7.5) the FlashInfer sampler stays off (opt-in in vLLM 0.19.1
+    anyway). The attention backend is an engine argument (``vllm_backend.engine_kwargs``):
+    the ``VLLM_ATTENTION_BACKEND`` variable older versions read is ignored by 0.19.1."""
     if capability is None:
         return {}
     major = int(capability.split(".")[0])
     if major < 8:
-        return {"VLLM_ATTENTION_BACKEND": "TRITON_ATTN", "VLLM_USE_FLASHINFER_SAMPLER": "0"}
+        return {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
     return {}
