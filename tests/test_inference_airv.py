@@ -98,7 +98,7 @@ def test_infer_writes_resumes_and_refuses_mixed_settings(
     tasks = load_tasks(SMALL).tasks
     config = small_config()
     out = tmp_path / "pred"
-    kwargs = dict(adapters_dir=random_lora_path, data_label=SMALL, progress=False)
+    kwargs = {"adapters_dir": random_lora_path, "data_label": SMALL, "progress": False}
     report = infer(tasks, default_model_path, default_tokenizer, config, out, backend=vllm_backend, **kwargs)
     assert sorted(report.sampled) == sorted(report.scored) == sorted(t.id for t in tasks)
     store = RunStore(out)
@@ -231,3 +231,34 @@ def test_select_command_writes_a_valid_scored_submission(tmp_path, capsys):
 
     assert main(["select", str(tmp_path / "pred"), "-o", str(out)]) == 2  # no run.json, no --challenges
     assert "no run.json naming the tasks; pass --challenges" in capsys.readouterr().err
+
+
+class _DiesOnSecondPiece:
+    """The real backend, until the process "dies" in the middle of step 1 (a worker
+    killed past its task's deadline)."""
+
+    def __init__(self, backend):
+        self.backend, self.name, self.calls = backend, backend.name, 0
+
+    def generate(self, requests):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("killed in the middle of step 1")
+        return self.backend.generate(requests)
+
+
+def test_under_a_deadline_step_1_is_saved_piece_by_piece(tiny_llama_path, default_tokenizer, tmp_path):
+    import time
+
+    from arcsub.inference.hf_backend import TransformersBackend
+
+    tasks = load_tasks("arc1/evaluation[6ea4a07e]").tasks  # two test inputs: 2 x 6 prompts, two pieces of 8
+    config = small_config(num_augmentations=6, scoring=False, backend="transformers")
+    backend = _DiesOnSecondPiece(TransformersBackend(tiny_llama_path, config.inference, progress=False))
+    with pytest.raises(RuntimeError, match="killed"):
+        infer(tasks, tiny_llama_path, default_tokenizer, config, tmp_path / "run", backend=backend,
+              deadline=time.time() + 3600, progress=False)  # fmt: skip
+    store = RunStore(tmp_path / "run")
+    kept = store.load_sample(tasks[0].id)
+    assert [len(per_test) for per_test in kept] == [6, 2]  # the first piece's 8 predictions are on disk
+    assert select_attempts(tasks, store).source[tasks[0].id] == "sample"

@@ -123,15 +123,33 @@ def test_a_deadline_cuts_engine_calls_into_pieces_and_stops_them(tiny_llama_path
     # what finished is counted, for the kernel's plan: 5 prompts and 3 answers, with their time
     assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 3]
     assert all(roomy.work[op][1] > 0 for op in ("generate", "score"))
-    roomy.longest["generate"] = 7200.0  # a piece now "takes" longer than the time left
+    roomy.rate["generate"] = 7200.0  # a request now "takes" longer than the time left
     assert roomy.generate(requests) == [[]] * 5 and roomy.cut
     assert len(roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))])) == 1  # scoring's pieces are short
-    roomy.longest["score"] = 7200.0
+    roomy.rate["score"] = 7200.0
     with pytest.raises(DeadlineReached):
         roomy.score([ScoreRequest(prompt_ids=(1, 2), answer_ids=(3,))])
     assert [roomy.work[op][0] for op in ("generate", "score")] == [5, 4]  # cut pieces add nothing
     roomy.detach()
     assert backend.deadline is None
+
+
+def test_a_measured_rate_sizes_the_first_piece_and_shrinks_pieces_near_the_deadline(tiny_llama_path):
+    """The rate measured before the call (the kernel's worker measures it at start)
+    keeps the first piece from starting blind: 100 s left at 10 s per request is a
+    piece of 2 (a quarter of the time left); at 60 s per request none fits."""
+    import time
+
+    from arcsub.config import InferenceConfig
+    from arcsub.inference.deadline import DeadlineBackend
+    from arcsub.inference.hf_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_llama_path, InferenceConfig(), progress=False)
+    soon = DeadlineBackend(backend, time.time() + 100, piece=8, expected={"generate": 10.0})
+    assert soon.piece_size("generate") == 2 and soon.piece_size("score") == 8
+    blind = DeadlineBackend(backend, time.time() + 100, piece=8, expected={"generate": 120.0})
+    requests = [GenerationRequest(prompt_ids=(1, 2, 3), max_tokens=4)]
+    assert blind.generate(requests) == [[]] and blind.cut  # one request would end after the deadline
 
 
 def test_min_p_keeps_only_tokens_near_the_likeliest(vllm_backend, hf_backend, arc_prompts):

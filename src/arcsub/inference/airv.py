@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..augment import Augmentation, augmentation_plan
@@ -150,12 +150,23 @@ def sample(
     config: Config,
     adapters: dict[str, str] | None = None,
     max_seq_len: int | None = None,
+    on_progress: Callable[[dict[str, list[list[Prediction]]]], None] | None = None,
 ) -> dict[str, list[list[Prediction]]]:
-    """Step 1 for ``tasks`` in one engine call: ``{task_id: [[Prediction] per test input]}``."""
+    """Step 1 for ``tasks`` in one engine call: ``{task_id: [[Prediction] per test input]}``.
+    ``on_progress``: the engine gets the requests in pieces (``backend.piece``, as the
+    deadline wrapper cuts them), and the predictions so far are handed over after each,
+    so a worker stopped mid-step keeps what it already sampled."""
     jobs, skipped = sample_jobs(tasks, builder, config, adapters, max_seq_len)
     log_left_out("prompt", skipped)
     results = {task.id: [[] for _ in task.test] for task in tasks}
-    completions = backend.generate([job.request for job in jobs]) if jobs else []
-    for job, outs in zip(jobs, completions, strict=True):
-        results[job.task_id][job.test_index] += [to_prediction(builder, job.augmentation, c) for c in outs]
+    step = getattr(backend, "piece", 0) if on_progress is not None else 0
+    for start in range(0, len(jobs), step or max(1, len(jobs))):
+        part = jobs[start : start + (step or len(jobs))]
+        completions = backend.generate([job.request for job in part])
+        for job, outs in zip(part, completions, strict=True):
+            results[job.task_id][job.test_index] += [to_prediction(builder, job.augmentation, c) for c in outs]
+        if on_progress is not None and any(completions):
+            on_progress(results)
+        if getattr(backend, "cut", False):
+            break
     return results

@@ -2,8 +2,9 @@
 
 One task's prompts can make a single engine call of minutes (long answers from a
 model that does not stop). Behind this wrapper a call goes to the engine in pieces
-of ``piece`` requests, and no piece starts that is expected (from the longest piece
-of the same operation so far) to end after the deadline. Generation that is cut
+of at most ``piece`` requests, and no piece starts that is expected (from the slowest
+rate per request of the same operation so far, or the rate measured before the call)
+to end after the deadline; near the deadline pieces get smaller. Generation that is cut
 returns no completions for the requests left (fewer predictions, never a wrong one);
 scoring that is cut raises ``DeadlineReached``, because a candidate scored under only
 some augmentations would be ranked on a different scale from the others.
@@ -21,34 +22,52 @@ class DeadlineReached(Exception):
     pass
 
 
+OPERATIONS = ("generate", "score")
+PIECE_SHARE = 0.25  # a piece is sized to take at most this share of the time left
+
+
 class DeadlineBackend:
-    def __init__(self, backend: Backend, deadline: float, piece: int = 8):
+    """``expected``: seconds per request per operation measured before (the kernel's
+    worker measures both at start), so the first piece of a task is not sized blind."""
+
+    def __init__(self, backend: Backend, deadline: float, piece: int = 8, expected: dict[str, float] | None = None):
         self.backend = backend
         self.deadline = deadline
         self.piece = piece
-        # the longest piece so far, per operation: a long generation piece says nothing of
-        # how long a piece of scoring takes (and must not keep scoring from starting)
-        self.longest = {"generate": 0.0, "score": 0.0}
+        # seconds per request of the slowest piece so far, per operation: a slow generation
+        # says nothing of how long scoring takes (and must not keep scoring from starting)
+        self.rate = {op: max(0.0, (expected or {}).get(op, 0.0)) for op in OPERATIONS}
         self.cut = False
         # requests finished and seconds spent per operation: what the kernel's plan learns from
-        self.work = {"generate": [0, 0.0], "score": [0, 0.0]}
+        self.work = {op: [0, 0.0] for op in OPERATIONS}
         self.name = backend.name
         if hasattr(backend, "deadline"):  # the transformers backend can also stop inside a call
             backend.deadline = deadline
 
-    def no_time(self, operation: str) -> bool:
-        return time.time() + self.longest[operation] > self.deadline
+    def piece_size(self, operation: str) -> int:
+        """``piece`` requests, fewer when at the known rate they would take more than
+        ``PIECE_SHARE`` of the time left: the last piece before the deadline is short."""
+        rate = self.rate[operation]
+        if rate <= 0:
+            return self.piece
+        return max(1, min(self.piece, int(PIECE_SHARE * (self.deadline - time.time()) / rate)))
+
+    def no_time(self, operation: str, size: int) -> bool:
+        return time.time() + size * self.rate[operation] > self.deadline
 
     def _pieces(self, requests, operation: str):
-        for start in range(0, len(requests), self.piece):
-            if self.no_time(operation):
+        start = 0
+        while start < len(requests):
+            size = min(self.piece_size(operation), len(requests) - start)
+            if self.no_time(operation, size):
                 self.cut = True
                 return
             began = time.time()
-            piece = requests[start : start + self.piece]
+            piece = requests[start : start + size]
+            start += size
             yield piece
             spent = time.time() - began
-            self.longest[operation] = max(self.longest[operation], spent)
+            self.rate[operation] = max(self.rate[operation], spent / len(piece))
             self.work[operation][0] += len(piece)
             self.work[operation][1] += spent
 

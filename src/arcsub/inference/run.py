@@ -117,6 +117,7 @@ def infer(
     data_label: str = "",
     overwrite: bool = False,
     deadline: float | None = None,
+    expected_s: dict[str, float] | None = None,
     progress: bool = True,
 ) -> InferenceReport:
     """Run step 1 (and step 2 when ``inference.scoring``) for every task not already
@@ -127,7 +128,10 @@ def infer(
     ``deadline`` (a ``time.time()`` value): engine calls go in pieces, and no piece
     starts that is expected to end after it (see ``deadline.DeadlineBackend``). A task
     whose sampling was cut keeps the predictions it got; one whose scoring was cut keeps
-    step 1's votes. Such tasks are listed in ``report.cut``."""
+    step 1's votes. Such tasks are listed in ``report.cut``. ``expected_s``: seconds per
+    request measured before (``{"generate": s, "score": s}``) for the first piece. With a
+    deadline, step 1's predictions are saved after every piece: a worker killed past the
+    deadline leaves its votes on disk."""
     adapters, without_adapter = find_adapters(adapters_dir, tasks)
     if without_adapter:
         shown = ", ".join(without_adapter[:10]) + (" ..." if len(without_adapter) > 10 else "")
@@ -158,7 +162,7 @@ def infer(
             len(todo_score),
         )
     backend = backend or make_backend(model_path, config, sorted(set(adapters.values())), progress=progress)
-    engine = backend if deadline is None else DeadlineBackend(backend, deadline)
+    engine = backend if deadline is None else DeadlineBackend(backend, deadline, expected=expected_s)
     per_call = config.inference.tasks_per_call
 
     def note_cut(chunk) -> None:
@@ -166,8 +170,15 @@ def infer(
 
     try:
         start = time.time()
+
+        def save_so_far(results) -> None:
+            for task_id, predictions in results.items():
+                if any(predictions):
+                    store.save_sample(task_id, predictions)
+
         for chunk in _chunks(todo_sample, per_call):
-            results = sample(chunk, engine, builder, config, adapters, window)
+            progress_saver = save_so_far if deadline is not None else None
+            results = sample(chunk, engine, builder, config, adapters, window, on_progress=progress_saver)
             if getattr(engine, "cut", False):
                 note_cut(chunk)
                 if not any(p for per_test in results.values() for p in per_test):

@@ -22,8 +22,12 @@ from ..io import write_json_atomic
 from ..selection import Candidate, Prediction
 
 STEPS = ("sample", "score")
-# Settings that change how fast or where a step runs, not what it computes.
-_ENGINE_ONLY = {"gpu_memory_utilization", "kv_cache_gib", "enforce_eager", "enable_prefix_caching", "tasks_per_call"}
+# Settings that change how fast or where a step runs, not what it computes (the two
+# backends agree: the kernel's worker that falls back from vLLM to transformers goes on
+# from what the first one stored).
+_ENGINE_ONLY = {
+    "backend", "gpu_memory_utilization", "kv_cache_gib", "enforce_eager", "enable_prefix_caching", "tasks_per_call"
+}  # fmt: skip
 _SCORE_ONLY = {"scoring", "score_augmentations", "max_candidates", "selection"}
 
 
