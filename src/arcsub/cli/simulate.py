@@ -53,6 +53,8 @@ def cmd_simulate(args) -> int:
         kill_worker_after_s=args.kill_worker_after,
         fail_task=args.fail_task,
         nan_loss=args.nan_loss,
+        fail_engine=args.fail_engine,
+        stall_task=args.stall_task,
         no_space=args.no_space,
         namespace=False if args.no_namespace else None,
     )
@@ -99,6 +101,14 @@ def register(sub) -> None:
     p.add_argument("--kill-worker-after", type=float, metavar="S", help="SIGKILL one kernel worker after S seconds")
     p.add_argument("--fail-task", metavar="ID", help="ARCSUB_FAULT_FAIL_TASK: the kernel fails this task")
     p.add_argument("--nan-loss", metavar="ID", help="ARCSUB_FAULT_NAN_LOSS: NaN loss while training this task")
+    p.add_argument(
+        "--fail-engine", nargs="?", const="start", metavar="ID",
+        help="ARCSUB_FAULT_FAIL_ENGINE: every vLLM engine fails at its start, or in task ID's inference "
+        "(the workers go on with the transformers backend)",
+    )  # fmt: skip
+    p.add_argument(
+        "--stall-task", metavar="ID", help="ARCSUB_FAULT_STALL_TASK: the worker hangs after this task's inference"
+    )
     p.add_argument("--no-space", action="store_true", help="a nearly full working folder (1 MiB)")
     p.add_argument(
         "--no-namespace", action="store_true", help="run without namespaces (as ARCSUB_SIMULATE_NO_NAMESPACE=1)"

@@ -68,6 +68,9 @@ class Backend(Protocol):
     def release_adapter(self, path: str) -> None:
         """Forget an adapter no later request will use (frees its memory)."""
 
+    def attention_backends(self) -> list[str]:
+        """The attention implementation(s) the engine runs, by name (for the run report)."""
+
     def close(self) -> None: ...
 
 

@@ -65,6 +65,11 @@ class TransformersBackend:
         self.adapter_names[path] = name
         return model.eval()
 
+    def attention_backends(self) -> list[str]:
+        """The attention implementation transformers runs (``sdpa``, ``eager``, ...)."""
+        implementation = getattr(self.model.config, "_attn_implementation", None)
+        return [implementation] if implementation else []
+
     def add_adapter(self, path: str) -> None:
         if str(Path(path)) not in self.adapter_names:
             self.model = self._load_adapter(self.model, str(Path(path)))

@@ -55,6 +55,10 @@ def order_longest_first(weights: dict[str, float]) -> list[str]:
     return sorted(weights, key=lambda tid: (-weights[tid], tid))
 
 
+def order_smallest_first(weights: dict[str, float]) -> list[str]:
+    return sorted(weights, key=lambda tid: (weights[tid], tid))
+
+
 def task_slice(weight: float, waiting_weight: float, now: float, deadline: float, busy_until: list[float]) -> float:
     """Seconds for a task starting now: its share of the worker time left.
 
@@ -69,9 +73,10 @@ def task_slice(weight: float, waiting_weight: float, now: float, deadline: float
 class LinearCost:
     """Seconds as ``a + b * cells``, fitted to a worker's own measurements.
 
-    One measurement cannot tell fixed cost from cost per cell; it is split half and
-    half, which errs on the safe side for the smaller tasks that follow (tasks run
-    longest first). From sizes spread by at least ``MIN_SPREAD`` of their mean on, a
+    One measurement cannot tell fixed cost from cost per cell: for smaller tasks it is
+    split half and half, for larger ones it scales with the size (no fixed part), which
+    errs on the safe side both ways (a worker's start-up probe measures the smallest
+    task, and tasks run longest first). From sizes spread by at least ``MIN_SPREAD`` of their mean on, a
     least-squares line (kept non-negative), and never below the cheapest measurement per
     cell. Sizes closer than that are one size to the fit: two tasks of 126 and 127 cells
     whose times differ by noise would give a slope of seconds per cell, and every smaller
@@ -96,7 +101,7 @@ class LinearCost:
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
         spread = sum((x - mean_x) ** 2 for x in xs)
         if max(xs) - min(xs) < self.MIN_SPREAD * mean_x:
-            return mean_y * (0.5 + 0.5 * cells / mean_x)
+            return mean_y * max(0.5 + 0.5 * cells / mean_x, cells / mean_x)
         slope = max(0.0, sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread)
         fixed = max(0.0, mean_y - slope * mean_x)
         floor = min(y / x for x, y in self.points) * cells
@@ -164,6 +169,20 @@ class TaskPlan:
     @property
     def scoring(self) -> bool:
         return self.candidates > 0
+
+    @classmethod
+    def resumed(cls, values: dict, deadline: float) -> TaskPlan:
+        """The inference part of a plan (``to_dict``'s), for a task whose adapter is trained
+        already: another worker goes on with it until the same deadline."""
+        return cls(
+            deadline=deadline,
+            train_deadline=time.time(),
+            steps=0,
+            augmentations=int(values["augmentations"]),
+            candidates=int(values["candidates"]),
+            infer_s=max(0.0, deadline - time.time()),
+            reason="resumed after an engine failure",
+        )
 
     def to_dict(self) -> dict:
         return {

@@ -35,15 +35,25 @@ from ..tasks import Task, load_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget
 from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile_for_slug
-from .report import build_report, write_report
+from .report import build_report, write_failure_report, write_report
 from .results import SubmissionBook
 from .spec import WorkerSpec
-from .stack import engine_environment, installed_versions, probe_cuda, require_usable_gpu
+from .stack import (
+    GpuUnusableError,
+    engine_environment,
+    gpu_problem,
+    installed_versions,
+    probe_cuda,
+    wheel_cuda_library_dirs,
+    worker_library_path,
+)
 from .supervisor import Supervisor, WorkerSlot
 
 log = logging.getLogger("arcsub.kernel")
 
 LOG_TAIL_BYTES = 2 << 20  # of each worker log copied into the saved output
+INSTALL_RECORD = Path("arcsub") / "install.json"  # written by kernel/main.py's install step
+CPU_CORES_PER_WORKER = 2
 
 
 class KernelError(ArcsubError):
@@ -78,6 +88,24 @@ def fit_to_machine(config: Config, profile: CompetitionProfile) -> Config:
     return dataclasses.replace(config, inference=inference)
 
 
+def on_the_cpu(config: Config) -> Config:
+    """The settings for CPU workers on a GPU machine whose GPUs cannot be used: the
+    kaggle set's vLLM is a CUDA build, so transformers serves."""
+    return dataclasses.replace(config, inference=dataclasses.replace(config.inference, backend="transformers"))
+
+
+def cpu_worker_count(most: int) -> int:
+    return max(1, min(most, len(os.sched_getaffinity(0)) // CPU_CORES_PER_WORKER))
+
+
+def read_install_record(working: Path) -> dict | None:
+    try:
+        value = json.loads((working / INSTALL_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def smallest(tasks: list[Task], count: int) -> list[Task]:
     return sorted(tasks, key=lambda t: (t.cells, t.id))[:count]
 
@@ -92,6 +120,9 @@ def worker_slots(count: int, device: str, spec: dict, temp: Path, environ: Mappi
         own_cores: list[int] = []
         if device == "cuda":
             env["CUDA_VISIBLE_DEVICES"] = str(index)
+            library_path = worker_library_path(environ.get("LD_LIBRARY_PATH"), wheel_cuda_library_dirs())
+            if library_path:
+                env["LD_LIBRARY_PATH"] = library_path
         else:
             share = max(1, len(cores) // count)
             own_cores = cores[index * share : (index + 1) * share] or cores[-share:]
@@ -159,23 +190,36 @@ def run_kernel(
     gpus = nvidia_gpus()
     versions = installed_versions()
     software: dict = {"versions": versions}
+    headline: list[str] = []  # what went wrong, for the top of the report
     device = profile.machine.accelerator
     workers = int(environ.get("ARCSUB_WORKERS") or profile.machine.worker_count)
+    smallest_first = False
     if device == "cuda":
+        problem = None
         if not gpus:
-            raise KernelError(
-                f"profile {profile.name} runs on {profile.machine.gpus}x {profile.machine.gpu_name}, "
-                "but nvidia-smi finds no GPU: attach the accelerator, or choose a CPU profile (local-cpu)"
+            problem = (
+                f"profile {profile.name} runs on {profile.machine.gpus}x {profile.machine.gpu_name}, but nvidia-smi "
+                "finds no GPU: attach the accelerator, or choose a CPU profile (local-cpu)"
             )
-        if len(gpus) < workers:
-            log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
-            workers = len(gpus)
-        software["cuda"] = cuda = probe_cuda()
-        log.info("GPUs: %s; driver %s; torch %s (CUDA %s)", ", ".join(g["name"] for g in gpus),
-                 gpus[0]["driver"], versions.get("torch"), cuda.get("cuda_build"))  # fmt: skip
-        require_usable_gpu(cuda, gpus, versions)
-        engine_env = engine_environment(cuda.get("capability") or profile.machine.compute_capability)
-        environ = {**engine_env, **environ}  # a setting the user made wins
+        else:
+            software["cuda"] = cuda = probe_cuda()
+            log.info("GPUs: %s; driver %s; torch %s (CUDA %s)", ", ".join(g["name"] for g in gpus),
+                     gpus[0]["driver"], versions.get("torch"), cuda.get("cuda_build"))  # fmt: skip
+            problem = gpu_problem(cuda, gpus, versions)
+        if problem and mode == "smoke":
+            raise GpuUnusableError(problem)  # the smoke run must fail where the user sees it
+        if problem:  # the scoring rerun goes on as far as it can, and exits 0
+            workers, device, smallest_first = cpu_worker_count(workers), "cpu", True
+            config = on_the_cpu(config)
+            headline.append(f"GPU NOT USABLE: {problem}; the run went on with {workers} CPU worker(s) "
+                            "(transformers), smallest tasks first")  # fmt: skip
+            log.error("%s", headline[-1])
+        else:
+            if len(gpus) < workers:
+                log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
+                workers = len(gpus)
+            engine_env = engine_environment(cuda.get("capability") or profile.machine.compute_capability)
+            environ = {**engine_env, **environ}  # a setting the user made wins
     if inputs.model_dir is None:
         raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
 
@@ -203,14 +247,17 @@ def run_kernel(
         task_s = float(environ.get("ARCSUB_TASK_S") or 0) or None  # arcsub evaluate: seconds per task
         if task_s:
             log.info("evaluation: %.0fs per task on average (ARCSUB_TASK_S), sized by task", task_s)
-        supervisor = Supervisor(todo, book, budget, config.kernel, slots, task_s=task_s)
+        supervisor = Supervisor(
+            todo, book, budget, config.kernel, slots, task_s=task_s, predictions_dir=temp / "predictions",
+            selection=config.inference.selection, smallest_first=smallest_first,
+        )  # fmt: skip
         record = supervisor.run()
     finally:
         copy_logs(temp / "logs", working / "logs")
     report = build_report(
         mode=mode, profile=profile, budget=budget, record=record, sources=book.sources,
         tasks_total=len(tasks), resumed=resumed, gpus=gpus, submission_saved=not book.unsaved,
-        software=software,
+        software=software, headline=headline, install=read_install_record(working),
     )  # fmt: skip
     for line in write_report(report, working):
         log.info("%s", line)
@@ -242,24 +289,38 @@ def profile_machine(model_dir: Path, config: Config, device: str, working: Path,
 
 def kernel_main(input_root: str, working_root: str, temp_root: str, *, started: float | None = None) -> int:
     """What ``kernel/main.py`` calls: arcsub's lines on the console and in
-    ``working/logs/kernel.log``; a user error prints one line. Returns the exit code."""
+    ``working/logs/kernel.log``; a user error prints one line. Returns the exit code:
+    0, or non-zero when the run failed (written at the top of report.md) or when a smoke
+    run's model answered no task. kernel/main.py then applies Kaggle's rule (a scoring
+    rerun with a valid submission on disk exits 0)."""
     show_arcsub_lines()
     handler = None
+    working = Path(working_root)
     try:
-        (Path(working_root) / "logs").mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(Path(working_root) / "logs" / "kernel.log", encoding="utf-8")
+        (working / "logs").mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(working / "logs" / "kernel.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.setLevel(logging.DEBUG)
         logging.getLogger(LOGGER).addHandler(handler)
     except OSError:
         pass  # a full disk: the console still has the lines
     try:
-        run_kernel(input_root, working_root, temp_root, started=started)
-        return 0
+        report = run_kernel(input_root, working_root, temp_root, started=started)
     except ArcsubError as exc:
         log.error("arcsub kernel: error: %s", exc)
+        write_failure_report(working, str(exc))
         return 2
+    except Exception as exc:  # a bug: its traceback in the log, the failure in the report
+        log.exception("arcsub kernel: failed")
+        write_failure_report(working, f"{type(exc).__name__}: {exc}")
+        return 1
     finally:
         if handler is not None:
             logging.getLogger(LOGGER).removeHandler(handler)
             handler.close()
+    tasks = report.get("tasks") or {}
+    if report.get("mode") == "smoke" and tasks.get("total") and not tasks.get("by_model"):
+        log.error("arcsub kernel: the smoke run's model answered no task (see the faults above and logs/); "
+                  "a submission from this bundle would score the fallback only")  # fmt: skip
+        return 1
+    return 0

@@ -20,6 +20,7 @@ class WorkerSpec:
     adapters_dir: str
     device: str  # cuda | cpu
     cores: list[int] = dataclasses.field(default_factory=list)  # CPU: the cores this worker uses
+    backend: str | None = None  # overrides inference.backend (transformers after a vLLM failure)
 
     @classmethod
     def read(cls, path: str) -> WorkerSpec:

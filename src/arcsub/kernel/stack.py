@@ -11,10 +11,12 @@ CUDA (its workers each get one GPU through ``CUDA_VISIBLE_DEVICES``).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from ..errors import ArcsubError
 
@@ -61,17 +63,43 @@ def probe_cuda(python: str = sys.executable) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def require_usable_gpu(probe: dict, gpus: list[dict[str, str]], versions: dict[str, str]) -> None:
-    """Raise one clear line when nvidia-smi sees GPUs that the installed torch cannot use."""
+def gpu_problem(probe: dict, gpus: list[dict[str, str]], versions: dict[str, str]) -> str | None:
+    """One line when nvidia-smi sees GPUs that the installed torch cannot use, else None."""
     if probe.get("available"):
-        return
+        return None
     driver = gpus[0].get("driver", "?") if gpus else "?"
     torch = versions.get("torch", "not installed")
     why = probe.get("error") or f"torch.cuda.is_available() is False (CUDA build {probe.get('cuda_build')})"
-    raise GpuUnusableError(
+    return (
         f"torch {torch} cannot use the {len(gpus)} GPU(s) here (driver {driver}): {why}; "
         "the wheels dataset needs a torch/vLLM set built for this driver (docs/wheel-sets.md)"
     )
+
+
+def wheel_cuda_library_dirs(site_dirs: list[str] | None = None) -> list[str]:
+    """The CUDA libraries the wheel set installed (``site-packages/nvidia/*/lib``)."""
+    import site
+    import sysconfig
+
+    roots = site_dirs if site_dirs is not None else [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    found: list[str] = []
+    for root in dict.fromkeys(roots):
+        nvidia = Path(root) / "nvidia"
+        if nvidia.is_dir():
+            found += [str(lib) for lib in sorted(nvidia.glob("*/lib")) if lib.is_dir()]
+    return found
+
+
+def worker_library_path(current: str | None, wheel_dirs: list[str]) -> str | None:
+    """``LD_LIBRARY_PATH`` for the workers: the wheels' CUDA libraries first, then what
+    the image set, in its order. Kaggle's image puts its CUDA toolkit
+    (``/usr/local/cuda/lib64``) there, and a path in ``LD_LIBRARY_PATH`` is searched
+    before a library's RUNPATH: torch's ``libtorch_global_deps`` would otherwise load the
+    image's cuBLAS/cuDNN of another CUDA minor version than the wheels were built with.
+    Nothing is removed (the driver's ``libcuda`` may live on that path)."""
+    entries = [e for e in (current or "").split(os.pathsep) if e]
+    ordered = list(dict.fromkeys([*wheel_dirs, *entries]))
+    return os.pathsep.join(ordered) if ordered else None
 
 
 def engine_environment(capability: str | None) -> dict[str, str]:

@@ -2,26 +2,34 @@
 
 It starts its inference engine once (on CUDA before the training model, because vLLM
 checks at start that its memory share is free), loads the model for training beside
-it, then takes tasks from the supervisor, one JSON line each on stdin, until told to
-stop. Per task:
+it, runs the start-up probe (``probe.py``: a few steps, the adapter served, one prompt
+and one scored answer, all measured), then takes tasks from the supervisor, one JSON
+line each on stdin, until told to stop. Per task:
 
-  1. plan the task's slice (``plan.plan_task``): the prompts and scored candidates
-     that fit the inference share at their measured costs, fine-tuning steps from the
-     measured step time (the worker's first task measures probe steps first);
+  1. plan the task's slice (``plan.plan_task``) from the measured costs: the prompts
+     and scored candidates that fit the inference share, fine-tuning steps for the rest;
   2. test-time fine-tune from the same initial adapter, under the training deadline;
-     save the adapter (fp16) to the scratch folder and declare it to the engine;
-  3. infer with that adapter under the task's deadline;
+     save the adapter (fp16) to the scratch folder and declare it to the engine; tell
+     the supervisor (``trained``: the adapter and the plan);
+  3. infer with that adapter under the task's deadline (step 1 saved piece by piece);
   4. select the attempts, write ``results/<task>.json`` atomically, and report them
      to the supervisor as one JSON line on the events pipe.
 
 Anything that goes wrong inside a task (CUDA error, out of memory, a bug) ends the
 process: a CUDA context that has failed cannot be trusted with the next task. The
-supervisor keeps that task's fallback and starts a fresh worker for the next one.
+supervisor keeps that task's fallback (or its votes) and starts a fresh worker for the
+next one. An inference engine that cannot be imported or started, or that fails in a
+task, is reported as ``engine_failed``: the supervisor starts the worker again with
+``inference.backend = "transformers"``, and a task whose adapter was already trained
+goes on there with the same plan and adapter (``resume``).
 
-Faults for the simulator (``arcsub simulate --fail-task/--nan-loss``) come in the
-environment: ``ARCSUB_FAULT_FAIL_TASK`` raises at the start of that task,
+Faults for the simulator (``arcsub simulate --fail-task/--nan-loss/--fail-engine/--stall-task``)
+come in the environment: ``ARCSUB_FAULT_FAIL_TASK`` raises at the start of that task,
 ``ARCSUB_FAULT_NAN_LOSS`` makes every logit of that task's training NaN (the training
-guard then restores the last good weights and stops).
+guard then restores the last good weights and stops), ``ARCSUB_FAULT_FAIL_ENGINE``
+fails the vLLM engine at its start (``start``) or in that task's inference (a task id),
+``ARCSUB_FAULT_STALL_TASK`` hangs the worker after that task's inference (a hung engine
+or CUDA kernel) until the supervisor kills it past the deadline.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ from ..inference import RunStore, infer, make_backend, select_attempts
 from ..models.loading import load_tokenizer
 from ..submission import make_submission
 from ..tasks import load_tasks
-from .plan import CostModel, InferenceAsk, plan_task
+from .plan import CostModel, InferenceAsk, TaskPlan, plan_task
+from .probe import probe_task, run_probe
 from .results import save_result
 from .spec import WorkerSpec
 
@@ -52,18 +61,27 @@ log = logging.getLogger("arcsub.kernel")
 
 FAULT_FAIL_TASK = "ARCSUB_FAULT_FAIL_TASK"
 FAULT_NAN_LOSS = "ARCSUB_FAULT_NAN_LOSS"
-PROBE_STEPS = 3  # the slowest (the first: allocations, kernels) is left out of the estimate
+FAULT_FAIL_ENGINE = "ARCSUB_FAULT_FAIL_ENGINE"
+FAULT_STALL_TASK = "ARCSUB_FAULT_STALL_TASK"
+ENGINE_FAILED_EXIT = 3  # the exit code of a worker whose inference engine failed
 
 
 class InjectedFault(RuntimeError):
     pass
 
 
+class EngineFailure(RuntimeError):
+    """The inference engine could not be imported or started, or failed in a task."""
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec, events):
         self.spec = spec
         self.events = events
-        self.config = load_config(spec.config_file)
+        config = load_config(spec.config_file)
+        if spec.backend:  # the supervisor's choice after an engine failure
+            config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, backend=spec.backend))
+        self.config = config
         self.tasks = load_tasks(spec.test_file).by_id()
         self.costs = CostModel()
         self.fine_tune = self.config.finetune.steps > 0
@@ -76,18 +94,40 @@ class Worker:
     def start(self) -> None:
         started = time.time()
         self.pin_cores()
-        lora_rank = training_lora_rank(self.config.finetune) if self.fine_tune else None
-        # Engine first: on CUDA it claims its memory share before training takes any.
-        self.backend = make_backend(
-            self.spec.model_dir, self.config, [], lora_rank=lora_rank, device=self.spec.device, progress=False
-        )
+        self.backend = self.start_engine()
         engine_s = time.time() - started
         if self.fine_tune:
             self.model, self.tokenizer = load_for_training(self.spec.model_dir, self.config, device=self.spec.device)
             self.initial = trainable_state(self.model)
         else:
             self.tokenizer = load_tokenizer(self.spec.model_dir)
-        self.emit("ready", startup_s=time.time() - started, engine_s=engine_s, **device_facts(self.spec.device))
+        task = probe_task(self.tasks)
+        probe = run_probe(
+            task, config=self.config, ask=self.inference_ask(task), backend=self.backend, tokenizer=self.tokenizer,
+            model_dir=self.spec.model_dir, adapters_dir=Path(self.spec.adapters_dir), costs=self.costs,
+            model=self.model, initial=self.initial,
+        )  # fmt: skip
+        attention = self.backend.attention_backends()
+        self.emit(
+            "ready", startup_s=time.time() - started, engine_s=engine_s, backend=self.backend.name,
+            attention=attention, probe=probe.to_dict(), **device_facts(self.spec.device),
+        )  # fmt: skip
+
+    def start_engine(self):
+        """The configured backend; a vLLM engine that cannot be imported or started is an
+        ``EngineFailure`` (the supervisor then starts this worker on transformers)."""
+        lora_rank = training_lora_rank(self.config.finetune) if self.fine_tune else None
+        vllm = self.config.inference.backend == "vllm"
+        try:
+            if vllm and os.environ.get(FAULT_FAIL_ENGINE) == "start":
+                raise InjectedFault(f"the vLLM engine's start fails ({FAULT_FAIL_ENGINE}=start)")
+            return make_backend(
+                self.spec.model_dir, self.config, [], lora_rank=lora_rank, device=self.spec.device, progress=False
+            )  # fmt: skip
+        except Exception as exc:
+            if vllm:
+                raise EngineFailure(f"vLLM could not start: {type(exc).__name__}: {exc}") from exc
+            raise
 
     def pin_cores(self) -> None:
         """CPU workers share the machine: each computes on its own cores only."""
@@ -98,24 +138,58 @@ class Worker:
         os.sched_setaffinity(0, self.spec.cores)
         torch.set_num_threads(len(self.spec.cores))
 
-    def run_task(self, task_id: str, deadline: float) -> None:
+    def run_task(self, task_id: str, deadline: float, resume: dict | None = None) -> None:
+        """One task (module docstring). ``resume``: the adapter and plan of a task whose
+        inference failed on another engine; training is not done again."""
         task = self.tasks[task_id]
         started = time.time()
         reset_peak_memory(self.spec.device)
         if os.environ.get(FAULT_FAIL_TASK) == task_id:
             raise InjectedFault(f"{task_id}: fault injected by {FAULT_FAIL_TASK}")
-        inference = self.config.inference
         ask = self.inference_ask(task)
-        plan = plan_task(
-            task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune, ask=ask
-        )  # fmt: skip
-        stats: dict = {"plan": plan.to_dict(), "cells": task.cells}
         adapter = None
-        if plan.steps > 0:
-            adapter, stats["train"], plan = self.fine_tune_task(task, plan, deadline)
-            # the plan followed (after the probe, on a worker's first task)
-            followed = plan.to_dict()
-            stats["plan"].update({k: followed[k] for k in ("steps", "augmentations", "candidates", "infer_s")})
+        if resume:
+            plan = TaskPlan.resumed(resume["plan"], deadline)
+            stats: dict = {"plan": resume["plan"], "cells": task.cells, "resumed_on": self.backend.name}
+            stats["train"] = resume.get("train")
+            if resume.get("adapter"):
+                adapter = resume["adapter"]
+                self.backend.add_adapter(adapter)
+        else:
+            plan = plan_task(
+                task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune, ask=ask
+            )  # fmt: skip
+            stats = {"plan": plan.to_dict(), "cells": task.cells}
+            if plan.steps > 0:
+                adapter, stats["train"] = self.fine_tune_task(task, plan)
+            self.emit("trained", task=task_id, adapter=adapter, plan=plan.to_dict(), train=stats.get("train"))
+        report, infer_s = self.infer_task(task, plan, deadline, adapter, ask)
+        if os.environ.get(FAULT_STALL_TASK) == task_id:
+            log.warning("worker %d: %s: hanging until killed (%s)", self.spec.index, task_id, FAULT_STALL_TASK)
+            while True:
+                time.sleep(60)
+        self.costs.record_inference(task.cells, report.work, ask.prompts)
+        if adapter:
+            self.backend.release_adapter(adapter)
+        selection = select_attempts(
+            [task], RunStore(Path(self.spec.predictions_dir) / task_id), self.config.inference.selection
+        )  # fmt: skip
+        attempts = make_submission(selection.attempts)[task_id]
+        source = selection.source[task_id]
+        stats.update(
+            infer_s=round(infer_s, 2), seconds=round(time.time() - started, 2), source=source,
+            predictions=report.predictions.get(task_id, 0), scored_answers=report.work.get("score", (0, 0))[0],
+            engine_s={step: round(seconds, 2) for step, (_done, seconds) in report.work.items()},
+            cut=bool(report.cut), adapter=bool(adapter), peak_gpu_gib=peak_memory_gib(self.spec.device),
+            backend=self.backend.name,
+        )  # fmt: skip
+        save_result(Path(self.spec.results_dir), task_id, attempts, source, stats)
+        self.emit("done", task=task_id, attempts=attempts, source=source, stats=stats)
+
+    def infer_task(self, task, plan: TaskPlan, deadline: float, adapter: str | None, ask: InferenceAsk):
+        """Steps 1 and 2 as planned; returns the report and the seconds it took. A failure
+        of the vLLM engine is an ``EngineFailure``."""
+        inference = self.config.inference
         config = dataclasses.replace(
             self.config,
             inference=dataclasses.replace(
@@ -125,27 +199,30 @@ class Worker:
                 max_candidates=plan.candidates or inference.max_candidates,
             ),
         )
-        infer_start = time.time()
-        adapters_dir = Path(self.spec.adapters_dir) if adapter else None
-        report = infer(
-            [task], self.spec.model_dir, self.tokenizer, config, Path(self.spec.predictions_dir) / task_id,
-            adapters_dir=adapters_dir, backend=self.backend, deadline=deadline, progress=False,
-        )  # fmt: skip
-        infer_s = time.time() - infer_start
-        self.costs.record_inference(task.cells, report.work, ask.prompts)
-        if adapter:
-            self.backend.release_adapter(adapter)
-        selection = select_attempts([task], RunStore(Path(self.spec.predictions_dir) / task_id), inference.selection)
-        attempts = make_submission(selection.attempts)[task_id]
-        source = selection.source[task_id]
-        stats.update(
-            infer_s=round(infer_s, 2), seconds=round(time.time() - started, 2), source=source,
-            predictions=report.predictions.get(task_id, 0), scored_answers=report.work.get("score", (0, 0))[0],
-            engine_s={step: round(seconds, 2) for step, (_done, seconds) in report.work.items()},
-            cut=bool(report.cut), adapter=bool(adapter), peak_gpu_gib=peak_memory_gib(self.spec.device),
-        )  # fmt: skip
-        save_result(Path(self.spec.results_dir), task_id, attempts, source, stats)
-        self.emit("done", task=task_id, attempts=attempts, source=source, stats=stats)
+        began = time.time()
+        try:
+            if self.backend.name == "vllm" and os.environ.get(FAULT_FAIL_ENGINE) == task.id:
+                raise InjectedFault(f"{task.id}: the vLLM engine fails ({FAULT_FAIL_ENGINE})")
+            report = infer(
+                [task], self.spec.model_dir, self.tokenizer, config, Path(self.spec.predictions_dir) / task.id,
+                adapters_dir=Path(self.spec.adapters_dir) if adapter else None, backend=self.backend,
+                deadline=deadline, expected_s=self.expected_rates(task.cells, ask), progress=False,
+            )  # fmt: skip
+        except Exception as exc:
+            if self.backend.name == "vllm":
+                raise EngineFailure(f"{task.id}: vLLM failed in inference: {type(exc).__name__}: {exc}") from exc
+            raise
+        return report, time.time() - began
+
+    def expected_rates(self, cells: int, ask: InferenceAsk) -> dict[str, float]:
+        """Seconds per step-1 prompt and per scored answer for a task this size, from
+        what this worker measured (its probe, its tasks)."""
+        rates = {}
+        if self.costs.sample.known:
+            rates["generate"] = self.costs.sample.predict(cells) / max(1, ask.prompts)
+        if self.costs.answer.known:
+            rates["score"] = self.costs.answer.predict(cells)
+        return rates
 
     def inference_ask(self, task) -> InferenceAsk:
         inference = self.config.inference
@@ -156,32 +233,12 @@ class Worker:
             score_augmentations=inference.score_augmentations,
         )
 
-    def fine_tune_task(self, task, plan, deadline: float):
-        """Train (after a probe when step time is unknown) and save the adapter;
-        returns (adapter folder or None, training stats, the plan followed)."""
-        config = self.config
-        if not self.costs.step.known:
-            restore_trainable(self.model, self.initial)
-            probe = train_task(
-                self.model, self.tokenizer, task, config,
-                deadline=plan.train_deadline, max_steps=PROBE_STEPS, progress=False,
-            )  # fmt: skip
-            if probe.stop_reason == STOP_SKIPPED:
-                return None, {"stop_reason": STOP_SKIPPED, "message": probe.message}, plan
-            if probe.steps > 1:
-                self.costs.record_training(task.cells, probe.steps - 1, probe.seconds - probe.max_step_seconds)
-            else:
-                self.costs.record_training(task.cells, probe.steps, probe.seconds)
-            plan = plan_task(
-                task.cells, deadline - time.time(), self.costs, config.kernel, fine_tune=True,
-                ask=self.inference_ask(task),
-            )  # fmt: skip
-            if plan.steps == 0:
-                return None, {"stop_reason": "no_time", "probe_steps": probe.steps, "message": plan.reason}, plan
+    def fine_tune_task(self, task, plan: TaskPlan):
+        """Train as planned and save the adapter; returns (adapter folder or None, stats)."""
         restore_trainable(self.model, self.initial)
         with nan_logits(self.model, os.environ.get(FAULT_NAN_LOSS) == task.id):
             result = train_task(
-                self.model, self.tokenizer, task, config,
+                self.model, self.tokenizer, task, self.config,
                 deadline=plan.train_deadline, max_steps=plan.steps, progress=False,
             )  # fmt: skip
         stats = {
@@ -191,15 +248,18 @@ class Worker:
         stats["seconds"] = round(result.seconds, 2)
         stats["final_loss"] = result.losses[-1] if result.losses else None
         if result.stop_reason == STOP_SKIPPED or result.steps == 0:
-            return None, stats, plan
+            return None, stats
         self.costs.record_training(task.cells, result.steps, result.seconds)
         target = save_adapter(self.model, Path(self.spec.adapters_dir) / task.id, result=result, half=True)
         self.backend.add_adapter(str(target))
-        return str(target), stats, plan
+        return str(target), stats
 
     def close(self) -> None:
         if self.backend is not None:
-            self.backend.close()
+            try:
+                self.backend.close()
+            except Exception:  # a failed engine may not close cleanly; the process ends anyway
+                log.debug("the backend did not close cleanly", exc_info=True)
 
 
 @contextmanager
@@ -242,6 +302,7 @@ def device_facts(device: str) -> dict:
     if device == "cuda" and torch.cuda.is_available():
         facts["gpu"] = torch.cuda.get_device_name(0)
         facts["gpu_memory_gb"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+        facts["capability"] = "{}.{}".format(*torch.cuda.get_device_capability(0))
         facts["cuda"] = torch.version.cuda
     return facts
 
@@ -267,25 +328,35 @@ def main(argv: list[str] | None = None) -> int:
     events = os.fdopen(args.events_fd, "w", buffering=1)
     spec = WorkerSpec.read(args.spec)
     worker = Worker(spec, events)
+    task = None
     try:
         worker.start()
         for line in sys.stdin:
             message = json.loads(line)
             if message.get("stop"):
                 break
-            log.info("worker %d: task %s, %.0fs to its deadline", spec.index, message["task"],
-                     message["deadline"] - time.time())  # fmt: skip
-            worker.run_task(message["task"], message["deadline"])
+            task = message["task"]
+            log.info("worker %d: task %s, %.0fs to its deadline", spec.index, task, message["deadline"] - time.time())
+            worker.run_task(task, message["deadline"], message.get("resume"))
+            task = None
+    except EngineFailure as exc:
+        log.exception("worker %d: the inference engine failed", spec.index)
+        emit_quietly(worker, "engine_failed", task=task, backend="vllm", error=str(exc)[:500])
+        return ENGINE_FAILED_EXIT
     except Exception as exc:
         log.exception("worker %d failed", spec.index)
-        try:
-            worker.emit("failed", error=f"{type(exc).__name__}: {exc}"[:500])
-        except OSError:
-            pass
+        emit_quietly(worker, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
         return 1
     finally:
         worker.close()
     return 0
+
+
+def emit_quietly(worker: Worker, event: str, **values) -> None:
+    try:
+        worker.emit(event, **values)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Judging a finished run: the submission on disk, the kernel's own report, the verdict.
 
 A run passes when ``submission.json`` is valid for every task, every test input and
-both attempts, the kernel was not killed at a limit, and it exited with code 0: on
-Kaggle a kernel that times out, runs out of memory or raises scores nothing, even with
-a valid file on disk. The file is still validated and scored after a kill, so a
+both attempts, the kernel was not killed at a limit, and it exited with code 0. Kaggle
+judges the two kinds of run alike on that, for different reasons: in a scoring rerun a
+kernel that times out, runs out of memory or exits non-zero ("Notebook Threw
+Exception") scores nothing, even with a valid file on disk; a placeholder run (the
+first run after a push, "Save version") that exits non-zero is a failed version, which
+cannot be submitted. The file is still validated and scored after a kill, so a
 deadline run shows what its fallback would have been worth.
 """
 
@@ -53,8 +56,13 @@ def read_kernel_report(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def failures(record: RunRecord, submission: dict) -> list[str]:
+def failures(record: RunRecord, submission: dict, *, placeholder: bool = False) -> list[str]:
     """Why the run would fail on Kaggle (empty: it passes)."""
+    consequence = (
+        "the version fails on Kaggle and cannot be submitted"
+        if placeholder
+        else "Kaggle reports Notebook Threw Exception and scores nothing"
+    )
     reasons = []
     if not submission["valid"]:
         count = len(submission["problems"])
@@ -64,7 +72,7 @@ def failures(record: RunRecord, submission: dict) -> list[str]:
     if record.killed:
         reasons.append(f"killed at {record.killed['by']}: {record.killed['detail']}")
     elif record.exit_code != 0:
-        reasons.append(f"the kernel exited with code {record.exit_code}")
+        reasons.append(f"the kernel exited with code {record.exit_code}: {consequence}")
     reasons.extend(record.problems)
     return reasons
 

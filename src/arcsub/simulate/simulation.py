@@ -43,7 +43,10 @@ KERNEL_VARS = (
     "KAGGLE_IS_COMPETITION_RERUN",
     "ARCSUB_FAULT_FAIL_TASK",
     "ARCSUB_FAULT_NAN_LOSS",
+    "ARCSUB_FAULT_FAIL_ENGINE",
+    "ARCSUB_FAULT_STALL_TASK",
 )
+ENGINE_START = "start"  # --fail-engine without a task: every vLLM engine start fails
 
 
 def default_kernel() -> Path:
@@ -72,6 +75,8 @@ class SimulationOptions:
     kill_worker_after_s: float | None = None
     fail_task: str | None = None
     nan_loss: str | None = None
+    fail_engine: str | None = None  # "start", or a task id: the vLLM engine fails there
+    stall_task: str | None = None  # the worker hangs after this task's inference until killed
     no_space: bool = False
     namespace: bool | None = None  # None: when this machine allows it; False: fallback; True: required
 
@@ -121,6 +126,10 @@ def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dic
         env["ARCSUB_FAULT_FAIL_TASK"] = options.fail_task
     if options.nan_loss:
         env["ARCSUB_FAULT_NAN_LOSS"] = options.nan_loss
+    if options.fail_engine:
+        env["ARCSUB_FAULT_FAIL_ENGINE"] = options.fail_engine
+    if options.stall_task:
+        env["ARCSUB_FAULT_STALL_TASK"] = options.stall_task
     return env
 
 
@@ -133,7 +142,9 @@ def _check_options(options: SimulationOptions, tasks: list[Task]) -> None:
     if options.kill_worker_after_s is not None and options.kill_worker_after_s < 0:
         raise SimulationError(f"--kill-worker-after {options.kill_worker_after_s}: must be 0 or more seconds")
     ids = {t.id for t in tasks}
-    for flag, task_id in (("--fail-task", options.fail_task), ("--nan-loss", options.nan_loss)):
+    engine_task = options.fail_engine if options.fail_engine != ENGINE_START else None
+    for flag, task_id in (("--fail-task", options.fail_task), ("--nan-loss", options.nan_loss),
+                          ("--fail-engine", engine_task), ("--stall-task", options.stall_task)):  # fmt: skip
         if task_id and task_id not in ids:
             raise SimulationError(
                 f"{flag} {task_id}: not among the simulated tasks ({', '.join(sorted(ids)[:5])}, ...)"
@@ -306,14 +317,21 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
             "left_running": record.left_running,
             "sandbox": record.sandbox or None,
         },
-        "faults": {"kill_worker": record.kill_worker, "fail_task": options.fail_task, "nan_loss": options.nan_loss},
+        "faults": {
+            "kill_worker": record.kill_worker,
+            "fail_task": options.fail_task,
+            "nan_loss": options.nan_loss,
+            "fail_engine": options.fail_engine,
+            "stall_task": options.stall_task,
+        },
+        "run_kind": "placeholder" if options.placeholder else "rerun",
         "submission": submission,
         "kernel_report": read_kernel_report(layout.working / "report.json"),
         "report_path": str(layout.report),
     }
     if mode == "namespace" and "working_used_bytes" in record.sandbox:
         report["run"]["tmpfs_used_bytes"] = record.sandbox["working_used_bytes"]
-    report["failures"] = failures(record, submission)
+    report["failures"] = failures(record, submission, placeholder=options.placeholder)
     report["passed"] = not report["failures"]
     write_json_atomic(layout.report, report, indent=1)
     for line in final_lines(report):
