@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_kaggle import FakeKaggle
 
-from arcsub.bundle.push import PushError, kaggle_executable, push
+from arcsub.bundle.push import PushError, Step, _run, kaggle_executable, push
 from arcsub.errors import ArcsubError
 
 OWNER = "alice"
@@ -272,3 +272,35 @@ def test_cli_push_command(fake, cli_env, tmp_path, monkeypatch, capsys):
 
 def test_kaggle_executable_is_the_venvs():
     assert Path(kaggle_executable()).parent == Path(sys.executable).parent
+
+
+def _kaggle_children() -> list:
+    """The kaggle CLI processes this test process started that are still there."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(part.endswith("/kaggle") for part in child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_server_that_never_answers_is_given_up_on(fake, cli_env, tmp_path):
+    fake.hang.add("datasets.DatasetApiService/GetDatasetStatus")
+    with pytest.raises(PushError, match=f"`kaggle datasets status {WHEELS}` made no progress for 3 s") as caught:
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None, no_progress_s=3)
+    assert "\n" not in str(caught.value)
+    assert len(fake.calls("datasets.DatasetApiService/GetDatasetStatus")) == 1  # it was waiting on the server
+    assert _kaggle_children() == []  # the CLI was ended, not left waiting
+
+
+def test_output_keeps_a_command_alive_and_the_overall_cap_still_holds(tmp_path):
+    # a stand-in for an upload's progress bar: a line redrawn on stderr every 0.2 s for 1.6 s
+    bar = "import sys, time\nfor i in range(9):\n    print(f'\\r{i}%|', end='', file=sys.stderr, flush=True)\n    time.sleep(0.2)"
+    step = _run(Step([sys.executable, "-c", bar]), os.environ, tmp_path, no_progress_s=1)
+    assert step.returncode == 0 and "8%|" in step.stderr
+    with pytest.raises(PushError, match="still running after 1 s"):
+        _run(Step([sys.executable, "-c", bar]), os.environ, tmp_path, no_progress_s=1, cap_s=1)
