@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_kaggle import FakeKaggle
 
+from arcsub.bundle.build import PLACEHOLDER_OWNER
 from arcsub.bundle.push import PushError, Step, _run, kaggle_executable, push
 from arcsub.errors import ArcsubError
 
@@ -44,12 +45,13 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-def make_build(root: Path, **kernel_overrides) -> Path:
+def make_build(root: Path, owner: str = OWNER, **kernel_overrides) -> Path:
     """build/kaggle/{wheels,model,kernel} as the bundle builder writes them (small)."""
     build = root / "build" / "kaggle"
+    wheels, model = (ref.replace(OWNER, owner, 1) for ref in (WHEELS, MODEL))
     for name, ref, title, files in (
-        ("wheels", WHEELS, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": WHEEL_BYTES}),
-        ("model", MODEL, "arcsub model", {"config.json": b'{"model_type": "llama"}', "weights.bin": bytes(range(256))}),
+        ("wheels", wheels, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": WHEEL_BYTES}),
+        ("model", model, "arcsub model", {"config.json": b'{"model_type": "llama"}', "weights.bin": bytes(range(256))}),
     ):
         folder = build / name
         folder.mkdir(parents=True)
@@ -60,7 +62,7 @@ def make_build(root: Path, **kernel_overrides) -> Path:
     kernel.mkdir()
     (kernel / "main.py").write_text(MAIN_PY, encoding="utf-8")
     meta = {
-        "id": KERNEL,
+        "id": KERNEL.replace(OWNER, owner, 1),
         "title": "arcsub arc solver",
         "code_file": "main.py",
         "language": "python",
@@ -70,7 +72,7 @@ def make_build(root: Path, **kernel_overrides) -> Path:
         "enable_internet": False,
         "machine_shape": "NvidiaTeslaT4",
         "competition_sources": ["arc-prize-2025"],
-        "dataset_sources": [WHEELS, MODEL],
+        "dataset_sources": [wheels, model],
         "model_sources": [],
         "kernel_sources": [],
     }
@@ -212,6 +214,45 @@ def test_dry_run_runs_nothing(fake, cli_env, tmp_path):
     assert "datasets create -p" in text and "datasets version -p" in text
     assert "kaggle kernels push -p" in text
     assert '"enable_internet": false' in text and '"title": "arcsub model"' in text
+
+
+def test_a_kernel_without_an_uploaded_dataset_is_refused(fake, cli_env, tmp_path):
+    build = make_build(tmp_path, dataset_sources=[WHEELS])  # the model left out: the kernel would run without it
+    with pytest.raises(PushError) as caught:
+        push(build, env=cli_env, echo=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(build / "kernel" / "kernel-metadata.json") in message
+    assert f"dataset_sources lacks {json.dumps(MODEL)}" in message and "add it" in message
+    assert WHEELS not in message
+    assert fake.requests == []
+    # a pinned version names the dataset too
+    pinned = make_build(tmp_path / "pinned", dataset_sources=[f"{WHEELS}/3", MODEL])
+    assert push(pinned, env=cli_env, echo=lambda _: None).kernel_url
+
+
+def test_the_placeholder_owner_is_refused_before_anything_runs(fake, cli_env, tmp_path):
+    build = make_build(tmp_path, owner=PLACEHOLDER_OWNER)
+    with pytest.raises(PushError) as caught:
+        push(build, env=cli_env, echo=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"placeholder owner {json.dumps(PLACEHOLDER_OWNER)}" in message
+    for where in (
+        "wheels/dataset-metadata.json id",
+        "model/dataset-metadata.json id",
+        "kernel/kernel-metadata.json id",
+    ):
+        assert where in message
+    assert "dataset_sources" in message
+    assert "python build_kernel.py --owner YOU" in message
+    assert fake.requests == []
+    # a dry run shows the commands, then says that a real push would refuse
+    lines = []
+    with pytest.raises(PushError, match=f"a real push would refuse this bundle: .*{PLACEHOLDER_OWNER}"):
+        push(build, env=cli_env, dry_run=True, echo=lines.append)
+    assert any(line.startswith("kaggle kernels push -p") for line in lines)
+    assert fake.requests == []
 
 
 def test_missing_credentials_stop_before_anything_runs(fake, cli_env, tmp_path):

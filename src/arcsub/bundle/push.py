@@ -36,7 +36,13 @@ from pathlib import Path
 
 from ..errors import ArcsubError
 from .build import MANIFEST
-from .metadata import DATASET_METADATA, KERNEL_METADATA, check_upload_folder
+from .metadata import (
+    DATASET_METADATA,
+    KERNEL_METADATA,
+    check_upload_folder,
+    placeholder_owner,
+    unattached_datasets,
+)
 from .secrets import refuse_secrets
 
 DATASET_FOLDERS = ("wheels", "model")
@@ -142,6 +148,17 @@ def _refuse_other_targets(build: Path) -> None:
             f"{build}: built for the {target} target (this machine's wheels), which cannot run on Kaggle; "
             "build with --target kaggle, then push"
         )
+
+
+def _push_refusal(build: Path, datasets: list, kernel_folder: Path, kernel_meta: dict) -> str | None:
+    """What the push refuses although each folder passes its own checks: the placeholder
+    owner, and a dataset the push uploads that the kernel does not attach."""
+    kernel_file = f"{KERNEL_FOLDER}/{KERNEL_METADATA}"
+    ids = [(f"{folder.name}/{DATASET_METADATA} id", ref) for folder, ref, _meta in datasets]
+    ids.append((f"{kernel_file} id", kernel_meta["id"]))
+    ids += [(f"{kernel_file} dataset_sources", ref) for ref in kernel_meta.get("dataset_sources") or []]
+    uploaded = [ref for _folder, ref, _meta in datasets]
+    return placeholder_owner(build, ids) or unattached_datasets(kernel_folder, kernel_meta, uploaded)
 
 
 # ---------------------------------------------------------------- the CLI and its credentials
@@ -383,6 +400,7 @@ def push(
     refuse_secrets([folder for folder, _ref, _meta in datasets] + [kernel_folder])
     for folder in [*(f for f, _r, _m in datasets), kernel_folder]:
         check_upload_folder(folder)
+    refusal = _push_refusal(build, datasets, kernel_folder, kernel_meta)
     result = PushResult(kernel_ref=kernel_meta["id"], dry_run=dry_run)
 
     if dry_run:
@@ -399,8 +417,12 @@ def push(
         echo(f"{kaggle} kernels push -p {kernel_folder}")
         if not has_credentials(env):
             echo("note: no Kaggle credentials found (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY)")
+        if refusal:
+            raise PushError(f"a real push would refuse this bundle: {refusal}")
         return result
 
+    if refusal:
+        raise PushError(refusal)
     if not has_credentials(env):
         raise PushError(
             "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (Kaggle > Settings > API > Create New Token) "
