@@ -6,7 +6,10 @@ import argparse
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -345,3 +348,37 @@ def test_output_keeps_a_command_alive_and_the_overall_cap_still_holds(tmp_path):
     assert step.returncode == 0 and "8%|" in step.stderr
     with pytest.raises(PushError, match="still running after 1 s"):
         _run(Step([sys.executable, "-c", bar]), os.environ, tmp_path, no_progress_s=1, cap_s=1)
+
+
+def test_sigterm_while_the_cli_waits_on_kaggle_ends_the_cli_too(fake, cli_env, tmp_path):
+    import psutil
+
+    fake.hang.add("datasets.DatasetApiService/GetDatasetStatus")
+    arcsub = str(Path(sys.executable).with_name("arcsub"))
+    proc = subprocess.Popen(
+        [arcsub, "push", "--build", str(make_build(tmp_path))],
+        env=cli_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = []
+    try:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing assertion
+        while not fake.calls("datasets.DatasetApiService/GetDatasetStatus"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any(part.endswith("/kaggle") for c in children for part in c.cmdline()), children
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        assert f"arcsub: stopped by SIGTERM; the kaggle CLI (`kaggle datasets status {WHEELS}`) was ended\n" in err
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        for child in children:  # what a failure left behind
+            if child.is_running():
+                child.kill()
+        if proc.poll() is None:
+            proc.kill()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ArcsubError
+from ..signals import note_ended
 from .build import MANIFEST
 from .metadata import (
     DATASET_METADATA,
@@ -220,8 +221,9 @@ def _run(
         raise PushError(f"`{_show(step.command)}` could not run: {exc}") from None
     try:
         stdout, stderr = _read_while_progressing(child, step, no_progress_s, cap_s)
-    except BaseException:
+    except BaseException as exc:  # a stall, a stop signal (SIGTERM, Ctrl-C), a bug: the CLI ends with it
         _end(child)
+        note_ended(exc, f"the kaggle CLI (`{_show(step.command)}`) was ended")
         raise
     finally:
         child.stdout.close()
