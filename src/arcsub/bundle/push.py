@@ -17,6 +17,12 @@ BUILD/kernel``.
 The CLI exits 0 even when the server rejects an upload (it prints "Kernel push error:",
 "Dataset creation error:", or lists invalid sources), so every command's output is read:
 a known error line, or the absence of the CLI's success line, raises :class:`PushError`.
+It is read as it comes, and a command that prints nothing new for ``NO_PROGRESS_S`` (a
+stalled upload, a server that never answers) is ended with everything it started.
+
+Before any request the push refuses what Kaggle would accept and then run wrong: ids
+that still carry the build's placeholder owner, and a kernel whose ``dataset_sources``
+leaves out a dataset the push uploads (the rules live in ``metadata.py``).
 """
 
 from __future__ import annotations
