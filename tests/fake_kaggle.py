@@ -15,7 +15,9 @@ server as a proxy request (absolute URL in the request line). The endpoints answ
 * ``kernels.KernelsApiService/SaveKernel`` -- ``{"ref", "url", "versionNumber"}`` or
   ``{"error": ...}`` with HTTP 200 (the CLI then prints "Kernel push error" and exits 0).
 
-Every request is recorded (method, path, JSON body, uploaded bytes).
+Every request is recorded (method, path, JSON body, uploaded bytes). An endpoint named
+in ``hang`` (as ``endpoints()`` names it) reads the request and never answers, as a server
+that accepted the connection and stalled; ``stop()`` lets those handlers go.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class Recorded:
         """``Service/Method`` for API calls (``datasets.DatasetApiService/CreateDataset``), else the path."""
         return self.path.removeprefix(API)
 
+    @property
+    def label(self) -> str:
+        """The endpoint of an API call, ``PUT /upload`` for a file's bytes."""
+        return self.endpoint if self.path.startswith(API) else f"{self.method} /upload"
+
 
 @dataclass
 class FakeKaggle:
@@ -52,6 +59,7 @@ class FakeKaggle:
     dataset_error_status: int | None = None  # CreateDataset/CreateDatasetVersion answer this HTTP status
     dataset_error: str | None = None  # ... or HTTP 200 with {"status": "error", "error": dataset_error}
     processed_status: str = "READY"  # what GetDatasetStatus answers for an uploaded dataset
+    hang: set[str] = field(default_factory=set)  # endpoints (as endpoints() names them) that never answer
     requests: list[Recorded] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)  # blob token -> bytes PUT for it
 
@@ -59,6 +67,7 @@ class FakeKaggle:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._blobs: dict[str, dict] = {}  # upload id -> {"token", "name"}
+        self._release = threading.Event()  # set by stop(): hung handlers return without answering
         self.uploaded_datasets: set[str] = set()
 
     # ---- lifecycle
@@ -105,6 +114,9 @@ class FakeKaggle:
                 record = Recorded(self.command, path, body, raw if not path.startswith(API) else b"")
                 with fake._lock:
                     fake.requests.append(record)
+                if record.label in fake.hang:
+                    fake._release.wait()
+                    return
                 status, payload = fake._respond(record)
                 self._answer(status, payload)
 
@@ -115,6 +127,7 @@ class FakeKaggle:
         return self
 
     def stop(self) -> None:
+        self._release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -136,7 +149,7 @@ class FakeKaggle:
         return [r for r in self.requests if r.endpoint == endpoint]
 
     def endpoints(self) -> list[str]:
-        return [r.endpoint if r.path.startswith(API) else f"{r.method} /upload" for r in self.requests]
+        return [r.label for r in self.requests]
 
     # ---- answers
     def _respond(self, r: Recorded) -> tuple[int, dict]:

@@ -97,8 +97,8 @@ def test_unreadable_wheel_is_reported(tmp_path):
 
 
 def test_clean_folder(tmp_path):
-    # a fake safetensors file: binary, with a credential-like string inside that must be skipped
-    (tmp_path / "model.safetensors").write_bytes(b"\x08\x00\x00\x00{}\x00\x01" + PEM.encode() + bytes(range(256)))
+    # a fake safetensors file: binary, a JSON header, then weights
+    (tmp_path / "model.safetensors").write_bytes(b"\x08\x00\x00\x00{}\x00\x01" + bytes(range(256)) * 64)
     (tmp_path / "config.json").write_text('{"hidden_size": 576, "key": "value"}')
     (tmp_path / "main.py").write_text('import os\nkey = os.environ.get("KAGGLE_KEY")\n')
     # third-party wheels carry test keys in their sources: their contents are not scanned
@@ -115,12 +115,52 @@ def test_arcsub_sources_are_clean():
     assert find_secrets(src) == []
 
 
-def test_large_files_are_skipped(tmp_path, monkeypatch):
+def test_a_large_text_file_is_scanned_whole(tmp_path):
+    lines = 200_000  # 9.4 MB: past the 8 MB the scan once stopped at
+    (tmp_path / "big.log").write_text("a line of a long training log, nothing secret\n" * lines + STRINGS["AWS"][0])
+    _one(tmp_path, f"big.log: line {lines + 1}: ", "AWS access key")
+    _zip(tmp_path / "arcsub-0.1.0-py3-none-any.whl", {"arcsub/big.txt": "x" * 9_000_000 + STRINGS["Hugging Face"][0]})
+    assert any("arcsub/big.txt: line 1: " in f and "Hugging Face" in f for f in find_secrets(tmp_path))
+
+
+def test_binary_files_are_scanned_with_byte_offsets(tmp_path):
+    weights = b"\x08\x00\x00\x00{}\x00\x01" + bytes(range(256)) * 4  # NUL bytes: not text
+    (tmp_path / "model.safetensors").write_bytes(weights + PEM.encode() + weights)
+    _one(tmp_path, f"model.safetensors: byte {len(weights)}: ", "private key")
+    (tmp_path / "model.safetensors").unlink()
+    latin1 = "poids: \xe9\xe8\n".encode("latin-1")  # no NUL, but not UTF-8
+    (tmp_path / "notes.bin").write_bytes(latin1 + STRINGS["GitHub classic"][0].encode())
+    _one(tmp_path, f"notes.bin: byte {len(latin1)}: ", "GitHub token")
+
+
+@pytest.mark.parametrize(
+    ("kind", "starts_with"),
+    [("AWS", "AK" + "IA"), ("Hugging Face", "hf" + "_"), ("kaggle json content", '"username"'), ("private key", "---")],
+)
+def test_a_token_across_a_chunk_boundary_is_found_once(tmp_path, monkeypatch, kind, starts_with):
     from arcsub.bundle import secrets
 
-    monkeypatch.setattr(secrets, "MAX_SCAN_BYTES", 64)
-    (tmp_path / "big.txt").write_text("x" * 100 + PEM)
-    assert find_secrets(tmp_path) == []
+    chunk = 2 * secrets.OVERLAP_BYTES
+    monkeypatch.setattr(secrets, "CHUNK_BYTES", chunk)
+    token = STRINGS[kind][0].encode()
+    for before in range(chunk - len(token) - 1, chunk + 2):  # ends before the boundary, crosses it, starts after it
+        (tmp_path / "weights.bin").write_bytes(b"\x00" * before + token + b"\x00" * 64)
+        _one(tmp_path, f"weights.bin: byte {before + token.index(starts_with.encode())}: ", STRINGS[kind][1])
+
+
+def test_the_overlap_covers_the_longest_match_a_pattern_can_make():
+    import re._parser
+
+    from arcsub.bundle.secrets import CHUNK_BYTES, CONTENT_PATTERNS, OVERLAP_BYTES
+
+    for pattern, why in CONTENT_PATTERNS:
+        longest = re._parser.parse(pattern.pattern, pattern.flags).getwidth()[1]
+        assert longest < OVERLAP_BYTES < CHUNK_BYTES, why  # also one byte of look-ahead past the match
+
+
+def test_a_zip_that_is_not_a_wheel_is_scanned_inside(tmp_path):
+    _zip(tmp_path / "extras.zip", {"notes/keys.txt": "first line\n" + STRINGS["KGAT token"][0]})
+    _one(tmp_path, "extras.zip!notes/keys.txt: line 2: ", "Kaggle access token")
 
 
 def test_symlinks_followed_without_looping(tmp_path):

@@ -495,7 +495,7 @@ def test_an_engine_that_fails_in_a_task_hands_its_adapter_and_plan_to_transforme
     from arcsub.simulate import SimulationOptions, simulate
     from arcsub.tasks import load_tasks
 
-    task = sorted(load_tasks("arc1/evaluation").tasks, key=lambda t: (t.cells, t.id))[0]
+    task = min(load_tasks("arc1/evaluation").tasks, key=lambda t: (t.cells, t.id))
     settings = tmp_path / "arcsub.toml"
     settings.write_text(
         "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"

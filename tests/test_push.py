@@ -6,7 +6,10 @@ import argparse
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -16,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_kaggle import FakeKaggle
 
-from arcsub.bundle.push import PushError, kaggle_executable, push
+from arcsub.bundle.build import PLACEHOLDER_OWNER
+from arcsub.bundle.push import PushError, Step, _run, kaggle_executable, push
 from arcsub.errors import ArcsubError
 
 OWNER = "alice"
@@ -44,12 +48,13 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-def make_build(root: Path, **kernel_overrides) -> Path:
+def make_build(root: Path, owner: str = OWNER, **kernel_overrides) -> Path:
     """build/kaggle/{wheels,model,kernel} as the bundle builder writes them (small)."""
     build = root / "build" / "kaggle"
+    wheels, model = (ref.replace(OWNER, owner, 1) for ref in (WHEELS, MODEL))
     for name, ref, title, files in (
-        ("wheels", WHEELS, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": WHEEL_BYTES}),
-        ("model", MODEL, "arcsub model", {"config.json": b'{"model_type": "llama"}', "weights.bin": bytes(range(256))}),
+        ("wheels", wheels, "arcsub wheels", {"arcsub-0.1.0-py3-none-any.whl": WHEEL_BYTES}),
+        ("model", model, "arcsub model", {"config.json": b'{"model_type": "llama"}', "weights.bin": bytes(range(256))}),
     ):
         folder = build / name
         folder.mkdir(parents=True)
@@ -60,7 +65,7 @@ def make_build(root: Path, **kernel_overrides) -> Path:
     kernel.mkdir()
     (kernel / "main.py").write_text(MAIN_PY, encoding="utf-8")
     meta = {
-        "id": KERNEL,
+        "id": KERNEL.replace(OWNER, owner, 1),
         "title": "arcsub arc solver",
         "code_file": "main.py",
         "language": "python",
@@ -70,7 +75,7 @@ def make_build(root: Path, **kernel_overrides) -> Path:
         "enable_internet": False,
         "machine_shape": "NvidiaTeslaT4",
         "competition_sources": ["arc-prize-2025"],
-        "dataset_sources": [WHEELS, MODEL],
+        "dataset_sources": [wheels, model],
         "model_sources": [],
         "kernel_sources": [],
     }
@@ -214,6 +219,45 @@ def test_dry_run_runs_nothing(fake, cli_env, tmp_path):
     assert '"enable_internet": false' in text and '"title": "arcsub model"' in text
 
 
+def test_a_kernel_without_an_uploaded_dataset_is_refused(fake, cli_env, tmp_path):
+    build = make_build(tmp_path, dataset_sources=[WHEELS])  # the model left out: the kernel would run without it
+    with pytest.raises(PushError) as caught:
+        push(build, env=cli_env, echo=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(build / "kernel" / "kernel-metadata.json") in message
+    assert f"dataset_sources lacks {json.dumps(MODEL)}" in message and "add it" in message
+    assert WHEELS not in message
+    assert fake.requests == []
+    # a pinned version names the dataset too
+    pinned = make_build(tmp_path / "pinned", dataset_sources=[f"{WHEELS}/3", MODEL])
+    assert push(pinned, env=cli_env, echo=lambda _: None).kernel_url
+
+
+def test_the_placeholder_owner_is_refused_before_anything_runs(fake, cli_env, tmp_path):
+    build = make_build(tmp_path, owner=PLACEHOLDER_OWNER)
+    with pytest.raises(PushError) as caught:
+        push(build, env=cli_env, echo=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"placeholder owner {json.dumps(PLACEHOLDER_OWNER)}" in message
+    for where in (
+        "wheels/dataset-metadata.json id",
+        "model/dataset-metadata.json id",
+        "kernel/kernel-metadata.json id",
+    ):
+        assert where in message
+    assert "dataset_sources" in message
+    assert "python build_kernel.py --owner YOU" in message
+    assert fake.requests == []
+    # a dry run shows the commands, then says that a real push would refuse
+    lines = []
+    with pytest.raises(PushError, match=f"a real push would refuse this bundle: .*{PLACEHOLDER_OWNER}"):
+        push(build, env=cli_env, dry_run=True, echo=lines.append)
+    assert any(line.startswith("kaggle kernels push -p") for line in lines)
+    assert fake.requests == []
+
+
 def test_missing_credentials_stop_before_anything_runs(fake, cli_env, tmp_path):
     del cli_env["KAGGLE_USERNAME"], cli_env["KAGGLE_KEY"]
     with pytest.raises(PushError, match="no Kaggle credentials"):
@@ -272,3 +316,69 @@ def test_cli_push_command(fake, cli_env, tmp_path, monkeypatch, capsys):
 
 def test_kaggle_executable_is_the_venvs():
     assert Path(kaggle_executable()).parent == Path(sys.executable).parent
+
+
+def _kaggle_children() -> list:
+    """The kaggle CLI processes this test process started that are still there."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(part.endswith("/kaggle") for part in child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_server_that_never_answers_is_given_up_on(fake, cli_env, tmp_path):
+    fake.hang.add("datasets.DatasetApiService/GetDatasetStatus")
+    with pytest.raises(PushError, match=f"`kaggle datasets status {WHEELS}` made no progress for 3 s") as caught:
+        push(make_build(tmp_path), env=cli_env, echo=lambda _: None, no_progress_s=3)
+    assert "\n" not in str(caught.value)
+    assert len(fake.calls("datasets.DatasetApiService/GetDatasetStatus")) == 1  # it was waiting on the server
+    assert _kaggle_children() == []  # the CLI was ended, not left waiting
+
+
+def test_output_keeps_a_command_alive_and_the_overall_cap_still_holds(tmp_path):
+    # a stand-in for an upload's progress bar: a line redrawn on stderr every 0.2 s for 1.6 s
+    bar = "import sys, time\nfor i in range(9):\n    print(f'\\r{i}%|', end='', file=sys.stderr, flush=True)\n    time.sleep(0.2)"
+    step = _run(Step([sys.executable, "-c", bar]), os.environ, tmp_path, no_progress_s=1)
+    assert step.returncode == 0 and "8%|" in step.stderr
+    with pytest.raises(PushError, match="still running after 1 s"):
+        _run(Step([sys.executable, "-c", bar]), os.environ, tmp_path, no_progress_s=1, cap_s=1)
+
+
+def test_sigterm_while_the_cli_waits_on_kaggle_ends_the_cli_too(fake, cli_env, tmp_path):
+    import psutil
+
+    fake.hang.add("datasets.DatasetApiService/GetDatasetStatus")
+    arcsub = str(Path(sys.executable).with_name("arcsub"))
+    proc = subprocess.Popen(
+        [arcsub, "push", "--build", str(make_build(tmp_path))],
+        env=cli_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = []
+    try:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing assertion
+        while not fake.calls("datasets.DatasetApiService/GetDatasetStatus"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any(part.endswith("/kaggle") for c in children for part in c.cmdline()), children
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        assert f"arcsub: stopped by SIGTERM; the kaggle CLI (`kaggle datasets status {WHEELS}`) was ended\n" in err
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        for child in children:  # what a failure left behind
+            if child.is_running():
+                child.kill()
+        if proc.poll() is None:
+            proc.kill()

@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from arcsub.simulate import NO_NAMESPACE_ENV, SimulationError, SimulationOptions, namespace_support, simulate
 from arcsub.tasks import load_tasks, tasks_to_solutions
 
 KERNELS = Path(__file__).parent / "kernels"
+ARCSUB = str(Path(sys.executable).with_name("arcsub"))
 DATA = "arc1/evaluation[:2]"
 HAVE_NAMESPACES, WHY_NOT = namespace_support()
 MODES = [
@@ -272,3 +280,58 @@ def test_the_real_kernels_user_error_is_judged_as_kaggle_would(tmp_path, fake_mo
         ]
     else:
         assert report["run"]["exit_code"] == 0 and report["passed"], report["failures"]
+
+
+def _marked(mark: str) -> list[psutil.Process]:
+    """The live processes whose environment carries ARCSUB_TEST_MARK=mark: the arcsub
+    command and everything it started (the kernel gets the caller's environment)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("ARCSUB_TEST_MARK") == mark and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s  # a guard against a hang, not a timing assertion
+    while not path.exists():
+        assert proc.poll() is None, f"arcsub ended early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("mode", "signum"),
+    [
+        pytest.param("namespace", signal.SIGTERM, marks=MODES[0].marks),
+        ("fallback", signal.SIGTERM),
+        ("fallback", signal.SIGINT),
+    ],
+)
+def test_a_stop_signal_ends_the_kernel_and_everything_it_started(tmp_path, fake_model, mode, signum):
+    mark, ready = uuid.uuid4().hex, tmp_path / "ready"
+    argv = [ARCSUB, "simulate", "--kernel", str(KERNELS / "stubborn.py"), "--data", DATA, "--model", str(fake_model)]
+    argv += ["--budget", "300", "--out", str(tmp_path / "out"), *(["--no-namespace"] if mode == "fallback" else [])]
+    env = os.environ | {"ARCSUB_TEST_MARK": mark, "DUMMY_READY": str(ready)}
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = []
+    try:
+        _wait_for(ready, proc)
+        started = _marked(mark)  # arcsub, the kernel, its worker and the worker's own (+ unshare, the supervisor)
+        assert len(started) >= (6 if mode == "namespace" else 4), started
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+        name = signal.Signals(signum).name
+        assert proc.returncode == 128 + signum, err
+        assert f"arcsub: stopped by {name}; the kernel's 3 processes were ended\n" in err.decode()
+        assert f"mode: {mode}" in err.decode()
+        deadline = time.monotonic() + 10  # the namespace's processes die with its first one, just after
+        while _marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _marked(mark) == []
+    finally:
+        for process in _marked(mark):  # what a failure left behind
+            process.kill()

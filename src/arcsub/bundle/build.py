@@ -27,13 +27,12 @@ from pathlib import Path
 from ..errors import ArcsubError
 from ..io import atomic_dir, write_json_atomic
 from ..kernel.inputs import INSTALL_PLAN
-from .metadata import DATASET_METADATA, KERNEL_METADATA
+from .metadata import DATASET_METADATA, KERNEL_METADATA, PLACEHOLDER_OWNER
 
 DEFAULT_BUILD = Path("build") / "kaggle"
 MANIFEST = "bundle.json"
 WHEELS, MODEL, KERNEL = "wheels", "model", "kernel"
 CONFIG_NAME = "arcsub.toml"  # where the kernel looks for its config (kernel/inputs.py)
-PLACEHOLDER_OWNER = "your-kaggle-username"
 
 
 class BuildError(ArcsubError):

@@ -22,6 +22,8 @@ from ..errors import ArcsubError
 
 KERNEL_METADATA = "kernel-metadata.json"
 DATASET_METADATA = "dataset-metadata.json"
+# The owner the build writes when it knows no Kaggle username: a valid name, refused by the push.
+PLACEHOLDER_OWNER = "your-kaggle-username"
 OLD_DATASET_METADATA = "datapackage.json"  # the CLI's fallback name (get_dataset_metadata_file)
 
 # KaggleApi.valid_push_language_types / valid_push_kernel_types / valid_push_pinning_types.
@@ -549,3 +551,32 @@ def check_upload_folder(folder: Path) -> None:
         problems = validate_dataset_metadata(meta, folder)
     if problems:
         raise MetadataError(f"{len(problems)} problem(s) in {where}:\n" + "\n".join(problems))
+
+
+# ---------------------------------------------------------------- the push: rules across the folders
+def placeholder_owner(build: Path, ids: Iterable[tuple[str, str]]) -> str | None:
+    """One message when any of ``ids`` ((where, "owner/slug[/version]") pairs) carries the
+    build's placeholder owner: nobody on Kaggle is its owner, so the push cannot succeed."""
+    carrying = dict.fromkeys(where for where, ref in ids if ref.split("/")[0] == PLACEHOLDER_OWNER)
+    if not carrying:
+        return None
+    return (
+        f"{build}: the ids carry the placeholder owner {_show(PLACEHOLDER_OWNER)} (no Kaggle username was known "
+        f"at build time): {', '.join(carrying)}; rebuild with yours: python build_kernel.py --owner YOU ..."
+    )
+
+
+def unattached_datasets(kernel_folder: Path, meta: Mapping, uploaded: Iterable[str]) -> str | None:
+    """One message when kernel-metadata.json's dataset_sources leaves out a dataset the push
+    uploads: neither the CLI nor Kaggle objects, and the kernel then runs without its wheels
+    or its model. A pinned version ("owner/slug/3") names the dataset too."""
+    sources = meta.get("dataset_sources")
+    named = {"/".join(s.split("/")[:2]) for s in sources if isinstance(s, str)} if isinstance(sources, list) else set()
+    missing = [ref for ref in uploaded if ref not in named]
+    if not missing:
+        return None
+    listed, it = " and ".join(_show(ref) for ref in missing), "it" if len(missing) == 1 else "them"
+    return (
+        f"{kernel_folder / KERNEL_METADATA}: dataset_sources lacks {listed}, which this push uploads; the kernel "
+        f"would run without {it}: add {it} to dataset_sources (or rebuild: python build_kernel.py writes both)"
+    )

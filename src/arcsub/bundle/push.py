@@ -17,6 +17,12 @@ BUILD/kernel``.
 The CLI exits 0 even when the server rejects an upload (it prints "Kernel push error:",
 "Dataset creation error:", or lists invalid sources), so every command's output is read:
 a known error line, or the absence of the CLI's success line, raises :class:`PushError`.
+It is read as it comes, and a command that prints nothing new for ``NO_PROGRESS_S`` (a
+stalled upload, a server that never answers) is ended with everything it started.
+
+Before any request the push refuses what Kaggle would accept and then run wrong: ids
+that still carry the build's placeholder owner, and a kernel whose ``dataset_sources``
+leaves out a dataset the push uploads (the rules live in ``metadata.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,14 +41,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ArcsubError
+from ..signals import note_ended
 from .build import MANIFEST
-from .metadata import DATASET_METADATA, KERNEL_METADATA, check_upload_folder
+from .metadata import (
+    DATASET_METADATA,
+    KERNEL_METADATA,
+    check_upload_folder,
+    placeholder_owner,
+    unattached_datasets,
+)
 from .secrets import refuse_secrets
 
 DATASET_FOLDERS = ("wheels", "model")
 KERNEL_FOLDER = "kernel"
 DEFAULT_MESSAGE = "arcsub push"
 COMMAND_TIMEOUT_S = 6 * 3600  # a multi-GB wheels upload on a slow line
+# A command that prints nothing new for this long is stopped: uploads redraw their bar as
+# bytes go out, and every other command is one request Kaggle answers in seconds.
+NO_PROGRESS_S = 300.0
 READY_WAIT_S = 1800.0  # Kaggle unpacks a multi-GB dataset before a kernel can attach it
 READY_POLL_S = 15.0
 
@@ -139,6 +157,17 @@ def _refuse_other_targets(build: Path) -> None:
         )
 
 
+def _push_refusal(build: Path, datasets: list, kernel_folder: Path, kernel_meta: dict) -> str | None:
+    """What the push refuses although each folder passes its own checks: the placeholder
+    owner, and a dataset the push uploads that the kernel does not attach."""
+    kernel_file = f"{KERNEL_FOLDER}/{KERNEL_METADATA}"
+    ids = [(f"{folder.name}/{DATASET_METADATA} id", ref) for folder, ref, _meta in datasets]
+    ids.append((f"{kernel_file} id", kernel_meta["id"]))
+    ids += [(f"{kernel_file} dataset_sources", ref) for ref in kernel_meta.get("dataset_sources") or []]
+    uploaded = [ref for _folder, ref, _meta in datasets]
+    return placeholder_owner(build, ids) or unattached_datasets(kernel_folder, kernel_meta, uploaded)
+
+
 # ---------------------------------------------------------------- the CLI and its credentials
 def kaggle_executable() -> str:
     """The ``kaggle`` script next to this Python (the same virtual environment), else on PATH."""
@@ -173,24 +202,90 @@ def has_credentials(env: Mapping[str, str]) -> bool:
     return any(f.is_file() and f.stat().st_size > 0 for f in files)
 
 
-def _run(step: Step, env: Mapping[str, str], cwd: Path) -> Step:
+def _run(
+    step: Step,
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    no_progress_s: float = NO_PROGRESS_S,
+    cap_s: float = COMMAND_TIMEOUT_S,
+) -> Step:
+    """Run one CLI command, reading what it prints as it comes; :class:`PushError` when it
+    printed nothing new for ``no_progress_s`` or ran past ``cap_s``. The command runs in
+    its own process group, ended whole whenever this call does not return normally."""
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             step.command,
-            check=False,
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own group: ended with whatever it started
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         raise PushError(f"`{_show(step.command)}` could not run: {exc}") from None
-    step.returncode = done.returncode
-    step.output = (done.stdout or "") + (done.stderr or "")
-    step.stderr = done.stderr or ""
+    try:
+        stdout, stderr = _read_while_progressing(child, step, no_progress_s, cap_s)
+    except BaseException as exc:  # a stall, a stop signal (SIGTERM, Ctrl-C), a bug: the CLI ends with it
+        _end(child)
+        note_ended(exc, f"the kaggle CLI (`{_show(step.command)}`) was ended")
+        raise
+    finally:
+        child.stdout.close()
+        child.stderr.close()
+    step.returncode = child.returncode
+    step.stderr = stderr.decode("utf-8", "replace")
+    step.output = stdout.decode("utf-8", "replace") + step.stderr
     return step
+
+
+def _read_while_progressing(child: subprocess.Popen, step: Step, no_progress_s: float, cap_s: float):
+    """The child's stdout and stderr once it has exited. Both pipes are read as bytes
+    arrive (neither can fill up and block the child); the CLI's upload bars redraw as
+    bytes go out, so silence means a stalled connection or a server that never answers."""
+    received: dict[int, list[bytes]] = {child.stdout.fileno(): [], child.stderr.fileno(): []}
+    started = last = time.monotonic()
+    with selectors.DefaultSelector() as selector:
+        for fd in received:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            now = time.monotonic()
+            if now - last >= no_progress_s:
+                raise PushError(_stalled(step, received, no_progress_s))
+            if now - started >= cap_s:
+                raise PushError(f"`{_show(step.command)}` still running after {cap_s:g} s; stopped it: push again")
+            for key, _events in selector.select(min(last + no_progress_s, started + cap_s) - now):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    received[key.fd].append(data)
+                    last = time.monotonic()
+                else:
+                    selector.unregister(key.fd)
+    try:
+        child.wait(timeout=no_progress_s)  # both pipes closed: it is exiting
+    except subprocess.TimeoutExpired:
+        raise PushError(_stalled(step, received, no_progress_s)) from None
+    stdout, stderr = (b"".join(parts) for parts in received.values())
+    return stdout, stderr
+
+
+def _stalled(step: Step, received: dict[int, list[bytes]], no_progress_s: float) -> str:
+    printed = _lines(b"".join(b"".join(parts) for parts in received.values()).decode("utf-8", "replace"))
+    last = f" (last line: {printed[-1]})" if printed else ""
+    return (
+        f"`{_show(step.command)}` made no progress for {no_progress_s:g} s (no output, no upload progress){last}; "
+        "stopped it: check the connection and Kaggle's status, then push again"
+    )
+
+
+def _end(child: subprocess.Popen) -> None:
+    """SIGKILL the child's process group (the CLI and anything it started), then reap it."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:
+        pass  # already gone
+    child.wait()
 
 
 def _show(command: list[str]) -> str:
@@ -229,15 +324,28 @@ def _check(step: Step, success: re.Pattern, what: str) -> str:
     return found.group(1)
 
 
-def _wait_until_ready(
-    kaggle: str, ref: str, env: Mapping[str, str], cwd: Path, steps: list[Step], echo, wait_s: float
-) -> None:
+@dataclass
+class _Kaggle:
+    """The kaggle CLI as one push runs it; every command run is kept in ``steps``."""
+
+    executable: str
+    env: Mapping[str, str]
+    cwd: Path
+    steps: list[Step]
+    no_progress_s: float = NO_PROGRESS_S
+
+    def run(self, *args: str) -> Step:
+        step = _run(Step([self.executable, *args]), self.env, self.cwd, no_progress_s=self.no_progress_s)
+        self.steps.append(step)
+        return step
+
+
+def _wait_until_ready(kaggle: _Kaggle, ref: str, echo, wait_s: float) -> None:
     """Poll ``kaggle datasets status`` until Kaggle has processed the upload: a kernel
     pushed while its dataset is still processing can fail to attach it."""
     deadline = time.monotonic() + wait_s
     while True:
-        step = _run(Step([kaggle, "datasets", "status", ref]), env, cwd)
-        steps.append(step)
+        step = kaggle.run("datasets", "status", ref)
         lines = _lines(step.output)
         status = lines[-1].lower() if lines and step.returncode == 0 else ""
         if status == "ready":
@@ -253,9 +361,8 @@ def _wait_until_ready(
         time.sleep(min(READY_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
-def _dataset_exists(kaggle: str, ref: str, env: Mapping[str, str], cwd: Path, steps: list[Step]) -> bool:
-    step = _run(Step([kaggle, "datasets", "status", ref]), env, cwd)
-    steps.append(step)
+def _dataset_exists(kaggle: _Kaggle, ref: str) -> bool:
+    step = kaggle.run("datasets", "status", ref)
     if step.returncode == 0:
         return True
     if re.search(r"not found|\b404\b", step.output, re.IGNORECASE):
@@ -272,11 +379,13 @@ def push(
     env: Mapping[str, str] | None = None,
     echo: Callable[[str], None] | None = None,
     ready_wait_s: float = READY_WAIT_S,
+    no_progress_s: float = NO_PROGRESS_S,
 ) -> PushResult:
     """Push the two datasets, then the kernel; return what was pushed and the kernel's URL.
 
     ``env`` is the CLI's environment (default: this process's). ``dry_run`` prints the
-    commands and each folder's metadata through ``echo`` and runs nothing."""
+    commands and each folder's metadata through ``echo`` and runs nothing. A command
+    that prints nothing for ``no_progress_s`` is stopped (:class:`PushError`)."""
     from ..console import say
 
     echo = echo or say
@@ -299,6 +408,7 @@ def push(
     refuse_secrets([folder for folder, _ref, _meta in datasets] + [kernel_folder])
     for folder in [*(f for f, _r, _m in datasets), kernel_folder]:
         check_upload_folder(folder)
+    refusal = _push_refusal(build, datasets, kernel_folder, kernel_meta)
     result = PushResult(kernel_ref=kernel_meta["id"], dry_run=dry_run)
 
     if dry_run:
@@ -315,33 +425,35 @@ def push(
         echo(f"{kaggle} kernels push -p {kernel_folder}")
         if not has_credentials(env):
             echo("note: no Kaggle credentials found (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY)")
+        if refusal:
+            raise PushError(f"a real push would refuse this bundle: {refusal}")
         return result
 
+    if refusal:
+        raise PushError(refusal)
     if not has_credentials(env):
         raise PushError(
             "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (Kaggle > Settings > API > Create New Token) "
             "or set KAGGLE_USERNAME and KAGGLE_KEY"
         )
-    kaggle = kaggle_executable()
+    kaggle = _Kaggle(kaggle_executable(), env, build, result.steps, no_progress_s)
     for folder, ref, _meta in datasets:
-        exists = _dataset_exists(kaggle, ref, env, build, result.steps)
+        exists = _dataset_exists(kaggle, ref)
         if exists:
-            command = [kaggle, "datasets", "version", "-p", str(folder), "-m", message, "--dir-mode", "skip"]
+            args = ["datasets", "version", "-p", str(folder), "-m", message, "--dir-mode", "skip"]
         else:
-            command = [kaggle, "datasets", "create", "-p", str(folder), "--dir-mode", "skip"]
+            args = ["datasets", "create", "-p", str(folder), "--dir-mode", "skip"]
         action = "version" if exists else "create"
         echo(f"dataset {ref}: {'new version' if exists else 'creating'} from {folder} ...")
-        step = _run(Step(command), env, build)
-        result.steps.append(step)
+        step = kaggle.run(*args)
         url = _check(step, _DATASET_OK, f"dataset {ref}")
         result.datasets[ref] = action
         result.dataset_urls[ref] = url
         echo(f"dataset {ref}: {action} accepted: {url}")
-        _wait_until_ready(kaggle, ref, env, build, result.steps, echo, ready_wait_s)
+        _wait_until_ready(kaggle, ref, echo, ready_wait_s)
 
     echo(f"kernel {kernel_meta['id']}: pushing {kernel_folder} ...")
-    step = _run(Step([kaggle, "kernels", "push", "-p", str(kernel_folder)]), env, build)
-    result.steps.append(step)
+    step = kaggle.run("kernels", "push", "-p", str(kernel_folder))
     result.kernel_url = _check(step, _KERNEL_OK, f"kernel {kernel_meta['id']}")
     echo(f"kernel {kernel_meta['id']}: pushed: {result.kernel_url}")
     return result

@@ -2,7 +2,8 @@
 
 Each module here registers one group of subcommands; handlers import the library
 lazily so ``arcsub score`` never pays for torch. User errors (``ArcsubError``) print
-as ``arcsub: error: ...`` and exit 2.
+as ``arcsub: error: ...`` and exit 2; SIGTERM and SIGINT end a command with its
+cleanup, one line (``arcsub: stopped by SIGTERM; ...``) and exit 143 or 130.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import ArcsubError
+from ..signals import stop_exit_code, stop_line, stop_on_signals
 from . import bundle, compare, data, evaluate, finetune, infer, model, profile, push, simulate, submission
 
 COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile, bundle, push, evaluate, compare)
@@ -28,14 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ArcsubError as exc:
-        print(f"arcsub: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("arcsub: interrupted", file=sys.stderr)
-        return 130
+    with stop_on_signals():  # SIGTERM runs the same cleanup as Ctrl-C: what a command started ends with it
+        try:
+            return args.func(args)
+        except ArcsubError as exc:
+            print(f"arcsub: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            print(f"arcsub: {stop_line(exc)}", file=sys.stderr)
+            return stop_exit_code(exc)
 
 
 if __name__ == "__main__":

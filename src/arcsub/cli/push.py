@@ -27,6 +27,10 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--build", default=DEFAULT_BUILD, help=f"the upload folders (default {DEFAULT_BUILD})")
-    p.add_argument("--dry-run", action="store_true", help="print the commands and the metadata; run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the commands and the metadata; run nothing (exit 2 when a real push would refuse the bundle)",
+    )
     p.add_argument("-m", "--message", help='version notes for the dataset versions (default "arcsub push")')
     p.set_defaults(func=cmd_push)

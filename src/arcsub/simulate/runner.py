@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from ..signals import note_ended
 from .tree import bytes_under
 
 NO_NAMESPACE_ENV = "ARCSUB_SIMULATE_NO_NAMESPACE"
@@ -330,13 +331,15 @@ def run_kernel(launch: Launch, limits: Limits, *, log_path: Path, echo, note) ->
     watch = Watch(launch, limits, proc, start, note)
     try:
         record = watch.run()
-    except BaseException:
+    except BaseException as exc:  # a stop signal (SIGTERM, Ctrl-C) or a bug: the kernel ends with this process
+        kernel = len(watch.tree())
         watch.kill_tree()
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # fallback: the kernel's group; namespace: unshare and process 1
         except OSError:
             pass
         proc.wait()
+        note_ended(exc, f"the kernel's {kernel} process{'es were' if kernel != 1 else ' was'} ended")
         raise
     pump.join(timeout=10)
     if record.kill_worker:
