@@ -516,3 +516,63 @@ def test_an_engine_that_fails_in_a_task_hands_its_adapter_and_plan_to_transforme
     stats = kernel["per_task"][task.id]
     assert stats["resumed_on"] == "transformers" and stats["adapter"] and stats["train"]["steps"] > 0
     assert stats["source"] != "fallback"
+
+
+def test_workers_see_the_wheels_cuda_libraries_before_the_images_toolkit(tmp_path):
+    from arcsub.kernel.stack import wheel_cuda_library_dirs, worker_library_path
+
+    site = tmp_path / "site-packages"
+    for lib in ("cublas", "cudnn"):
+        (site / "nvidia" / lib / "lib").mkdir(parents=True)
+    wheels = wheel_cuda_library_dirs([str(site)])
+    assert wheels == [str(site / "nvidia" / lib / "lib") for lib in ("cublas", "cudnn")]
+    image = "/usr/local/cuda/lib64:/usr/local/nvidia/lib64"  # Kaggle's image sets the toolkit first
+    path = worker_library_path(image, wheels).split(":")
+    assert path == [*wheels, "/usr/local/cuda/lib64", "/usr/local/nvidia/lib64"]  # reordered, nothing dropped
+    assert worker_library_path(None, []) is None
+
+
+def run_main_install(tmp_path: Path, wheel_names: list[str]) -> subprocess.CompletedProcess:
+    """kernel/main.py --install-only in a fresh interpreter where arcsub is not importable."""
+    wheels = tmp_path / "input" / "arcsub-wheels"
+    wheels.mkdir(parents=True)
+    for name in wheel_names:
+        (wheels / name).write_bytes(b"")
+    code = (
+        "import runpy, sys; sys.path = [p for p in sys.path if 'site-packages' not in p and 'src' not in p]; "
+        f"sys.argv = ['main.py', '--install-only', '--input-root', {str(tmp_path / 'input')!r}, "
+        f"'--working-root', {str(tmp_path / 'working')!r}]; runpy.run_path({str(KERNEL)!r}, run_name='__main__')"
+    )
+    return subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_wheels_built_for_another_python_are_refused_in_one_line_before_pip(tmp_path):
+    here = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    other = "cp312" if here != "cp312" else "cp311"
+    done = run_main_install(
+        tmp_path, ["arcsub-0.1.0-py3-none-any.whl", f"torch-2.10.0-{other}-{other}-manylinux_2_28_x86_64.whl"]
+    )
+    assert done.returncode == 1
+    lines = [ln for ln in done.stdout.splitlines() if "install failed" in ln]
+    assert len(lines) == 1 and f"the wheels are built for {other} (torch-2.10.0-{other}" in lines[0]
+    assert f"this is CPython {sys.version_info.major}.{sys.version_info.minor}" in lines[0]
+
+
+def test_a_smoke_run_whose_model_answers_no_task_fails(kaggle_inputs, tmp_path):
+    root, tasks = kaggle_inputs
+    competition = root / "input" / "competitions" / "arc-prize-2024"
+    evaluation = competition / "arc-agi_evaluation_challenges.json"
+    evaluation.write_text(json.dumps(tasks_to_challenges(tasks)))
+    smallest = min(tasks, key=lambda t: (t.cells, t.id)).id  # the one smoke task (kernel.smoke_tasks = 1)
+    working = tmp_path / "working"
+    try:
+        done = run_kernel_script(
+            root, working, budget=60, KAGGLE_IS_COMPETITION_RERUN="", ARCSUB_FAULT_FAIL_TASK=smallest
+        )
+    finally:
+        evaluation.unlink()
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "the smoke run's model answered no task" in done.stdout + done.stderr
+    report = json.loads((working / "report.json").read_text())
+    assert report["mode"] == "smoke" and report["tasks"]["by_model"] == 0
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []
