@@ -532,18 +532,25 @@ def test_workers_see_the_wheels_cuda_libraries_before_the_images_toolkit(tmp_pat
     assert worker_library_path(None, []) is None
 
 
-def run_main_install(tmp_path: Path, wheel_names: list[str]) -> subprocess.CompletedProcess:
-    """kernel/main.py --install-only in a fresh interpreter where arcsub is not importable."""
+def run_main_install(
+    tmp_path: Path, wheel_names: list[str], *, install_only: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """kernel/main.py (``--install-only``, or the whole kernel) in a fresh interpreter
+    where arcsub is not importable, as on Kaggle before the install."""
     wheels = tmp_path / "input" / "arcsub-wheels"
-    wheels.mkdir(parents=True)
+    wheels.mkdir(parents=True, exist_ok=True)
     for name in wheel_names:
         (wheels / name).write_bytes(b"")
+    argv = [*(["--install-only"] if install_only else []), "--input-root", str(tmp_path / "input")]
+    argv += ["--working-root", str(tmp_path / "working"), "--temp-root", str(tmp_path / "temp")]
     code = (
         "import runpy, sys; sys.path = [p for p in sys.path if 'site-packages' not in p and 'src' not in p]; "
-        f"sys.argv = ['main.py', '--install-only', '--input-root', {str(tmp_path / 'input')!r}, "
-        f"'--working-root', {str(tmp_path / 'working')!r}]; runpy.run_path({str(KERNEL)!r}, run_name='__main__')"
+        f"sys.argv = ['main.py', *{argv!r}]; runpy.run_path({str(KERNEL)!r}, run_name='__main__')"
     )
-    return subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ARCSUB_", "KAGGLE_"))} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=False, env=environ
+    )  # fmt: skip
 
 
 def test_wheels_built_for_another_python_are_refused_in_one_line_before_pip(tmp_path):
@@ -576,3 +583,21 @@ def test_a_smoke_run_whose_model_answers_no_task_fails(kaggle_inputs, tmp_path):
     report = json.loads((working / "report.json").read_text())
     assert report["mode"] == "smoke" and report["tasks"]["by_model"] == 0
     assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+
+
+@pytest.mark.parametrize("rerun", [True, False], ids=["rerun", "smoke"])
+def test_a_failed_install_keeps_the_first_submission_and_follows_the_exit_rule(tmp_path, eval_tasks, rerun):
+    tasks = eval_tasks[:2]
+    competition = tmp_path / "input" / "competitions" / "arc-prize-2024"
+    write_competition(competition, tasks)
+    if not rerun:  # the public placeholder: the test tasks are public ones
+        (competition / "arc-agi_evaluation_challenges.json").write_text(json.dumps(tasks_to_challenges(tasks)))
+    other = "cp312" if sys.version_info[:2] != (3, 12) else "cp311"
+    done = run_main_install(
+        tmp_path, ["arcsub-0.1.0-py3-none-any.whl", f"torch-2.10.0-{other}-{other}-linux_x86_64.whl"],
+        install_only=False, env={"KAGGLE_IS_COMPETITION_RERUN": "1"} if rerun else {},
+    )  # fmt: skip
+    working = tmp_path / "working"
+    assert validate_submission(load_submission(working / "submission.json"), tasks) == []
+    assert (working / "report.md").read_text().splitlines()[2].startswith("- FAILED before arcsub ran: the wheels")
+    assert done.returncode == (0 if rerun else 1), done.stdout + done.stderr
