@@ -240,7 +240,7 @@ def ensure_arcsub(input_root: Path, working_root: Path) -> dict | None:
     record["removed"] = remove_from_image(folder)
     for line in record["removed"]:
         say(f"removed from the image: {line}")
-    say(f"installing the {len(wheels)} wheels in {folder} (offline)")
+    say(f"installing the wheels in {folder} (offline): {len(wheels)} files")
     started = time.time()
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", *map(str, wheels)],

@@ -139,6 +139,7 @@ def test_a_simulation_runs_the_bundle_with_nothing_but_its_wheels(tmp_path, mode
     import sys
 
     from arcsub.bundle.wheelset import get_target, parse_requirements, requirements_path
+    from arcsub.kernel.inputs import INSTALL_PLAN
     from arcsub.simulate import SimulationOptions, simulate
 
     monkeypatch.setenv("ARCSUB_CACHE_DIR", str(tmp_path / "cache"))  # a fresh base environment
@@ -163,7 +164,11 @@ def test_a_simulation_runs_the_bundle_with_nothing_but_its_wheels(tmp_path, mode
     )
     assert report["passed"], report["failures"]
     assert report["bundle"]["target"] == "cpu"
-    assert report["tree"]["wheels"]["files"] == sorted(p.name for p in (build / "wheels").glob("*.whl"))
+    # the wheels and the install plan (what to remove from the image first); not the dataset's metadata
+    assert report["tree"]["wheels"]["files"] == sorted(
+        [p.name for p in (build / "wheels").glob("*.whl")] + [INSTALL_PLAN]
+    )
+    assert json.loads((build / "wheels" / INSTALL_PLAN).read_text())["remove"]["torchao"].startswith("peft 0.21.2")
     log = (out / "logs" / "kernel.log").read_text()
     assert "installing the wheels in" in log and "(offline)" in log
     overlay = next((out / "venv" / "lib").glob("python3*/site-packages"))

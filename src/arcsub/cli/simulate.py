@@ -103,7 +103,7 @@ def register(sub) -> None:
     p.add_argument("--nan-loss", metavar="ID", help="ARCSUB_FAULT_NAN_LOSS: NaN loss while training this task")
     p.add_argument(
         "--fail-engine", nargs="?", const="start", metavar="ID",
-        help="ARCSUB_FAULT_FAIL_ENGINE: every vLLM engine fails at its start, or in task ID's inference "
+        help="ARCSUB_FAULT_FAIL_ENGINE: every vLLM engine fails at its start, or the engine serving task ID fails "
         "(the workers go on with the transformers backend)",
     )  # fmt: skip
     p.add_argument(

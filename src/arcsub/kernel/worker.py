@@ -27,7 +27,8 @@ Faults for the simulator (``arcsub simulate --fail-task/--nan-loss/--fail-engine
 come in the environment: ``ARCSUB_FAULT_FAIL_TASK`` raises at the start of that task,
 ``ARCSUB_FAULT_NAN_LOSS`` makes every logit of that task's training NaN (the training
 guard then restores the last good weights and stops), ``ARCSUB_FAULT_FAIL_ENGINE``
-fails the vLLM engine at its start (``start``) or in that task's inference (a task id),
+fails the vLLM engine at its start (``start``), or the engine serving that task (a task
+id; whichever backend, so tests can take the fast one) in its inference,
 ``ARCSUB_FAULT_STALL_TASK`` hangs the worker after that task's inference (a hung engine
 or CUDA kernel) until the supervisor kills it past the deadline.
 """
@@ -200,9 +201,11 @@ class Worker:
             ),
         )
         began = time.time()
+        if os.environ.get(FAULT_FAIL_ENGINE) == task.id and not self.spec.backend:
+            # whatever the configured engine (so tests can use the fast one): the first
+            # worker serving this task fails as a vLLM engine would
+            raise EngineFailure(f"{task.id}: the engine fails in inference ({FAULT_FAIL_ENGINE})")
         try:
-            if self.backend.name == "vllm" and os.environ.get(FAULT_FAIL_ENGINE) == task.id:
-                raise InjectedFault(f"{task.id}: the vLLM engine fails ({FAULT_FAIL_ENGINE})")
             report = infer(
                 [task], self.spec.model_dir, self.tokenizer, config, Path(self.spec.predictions_dir) / task.id,
                 adapters_dir=Path(self.spec.adapters_dir) if adapter else None, backend=self.backend,
