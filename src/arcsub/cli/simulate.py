@@ -103,8 +103,8 @@ def register(sub) -> None:
     p.add_argument("--nan-loss", metavar="ID", help="ARCSUB_FAULT_NAN_LOSS: NaN loss while training this task")
     p.add_argument(
         "--fail-engine", nargs="?", const="start", metavar="ID",
-        help="ARCSUB_FAULT_FAIL_ENGINE: every vLLM engine fails at its start, or the engine serving task ID fails "
-        "(the workers go on with the transformers backend)",
+        help="ARCSUB_FAULT_FAIL_ENGINE: every vLLM engine fails at its start, or the engine serving task ID fails in "
+        "its inference (the workers go on with the transformers backend)",
     )  # fmt: skip
     p.add_argument(
         "--stall-task", metavar="ID", help="ARCSUB_FAULT_STALL_TASK: the worker hangs after this task's inference"
