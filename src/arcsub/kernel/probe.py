@@ -31,7 +31,7 @@ from ..tasks import Task
 from .plan import CostModel, InferenceAsk
 
 PROBE_STEPS = 3  # the slowest (the first: allocations, kernels) is left out of the estimate
-PROBE_ADAPTER = "probe"  # the probe's adapter folder, under the worker's adapters folder
+PROBE_ADAPTER = "probe-worker-{index}"  # the probe's adapter folder, one per worker (they start together)
 
 
 @dataclass
@@ -64,6 +64,7 @@ def run_probe(
     model_dir: str,
     adapters_dir: Path,
     costs: CostModel,
+    worker: int = 0,
     model=None,
     initial=None,
 ) -> ProbeResult:
@@ -73,7 +74,8 @@ def run_probe(
     result = ProbeResult(task.id, task.cells)
     adapter = None
     if model is not None:
-        adapter, result.train = _train(task, config, model, tokenizer, initial, adapters_dir, costs)
+        folder = Path(adapters_dir) / PROBE_ADAPTER.format(index=worker)
+        adapter, result.train = _train(task, config, model, tokenizer, initial, folder, costs)
         if adapter is not None:
             backend.add_adapter(adapter)
     try:
@@ -105,7 +107,7 @@ def run_probe(
     return result
 
 
-def _train(task, config, model, tokenizer, initial, adapters_dir: Path, costs: CostModel):
+def _train(task, config, model, tokenizer, initial, folder: Path, costs: CostModel):
     """A few steps from the initial adapter, saved as the tasks' adapters are; returns
     (the adapter folder or None, what the training did)."""
     restore_trainable(model, initial)
@@ -124,5 +126,5 @@ def _train(task, config, model, tokenizer, initial, adapters_dir: Path, costs: C
         costs.record_training(task.cells, trained.steps - 1, trained.seconds - trained.max_step_seconds)
     else:
         costs.record_training(task.cells, trained.steps, trained.seconds)
-    target = save_adapter(model, Path(adapters_dir) / PROBE_ADAPTER, result=trained, half=True)
+    target = save_adapter(model, folder, result=trained, half=True)
     return str(target), facts

@@ -106,7 +106,7 @@ class Worker:
         probe = run_probe(
             task, config=self.config, ask=self.inference_ask(task), backend=self.backend, tokenizer=self.tokenizer,
             model_dir=self.spec.model_dir, adapters_dir=Path(self.spec.adapters_dir), costs=self.costs,
-            model=self.model, initial=self.initial,
+            worker=self.spec.index, model=self.model, initial=self.initial,
         )  # fmt: skip
         attention = self.backend.attention_backends()
         self.emit(
