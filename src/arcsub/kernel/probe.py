@@ -16,6 +16,7 @@ and one candidate scored under that adapter. It costs seconds, and it buys two t
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,15 @@ from ..selection import Candidate
 from ..tasks import Task
 from .plan import CostModel, InferenceAsk
 
+log = logging.getLogger("arcsub.kernel")
+
 PROBE_STEPS = 3  # the slowest (the first: allocations, kernels) is left out of the estimate
 PROBE_ADAPTER = "probe-worker-{index}"  # the probe's adapter folder, one per worker (they start together)
+
+
+class EngineFailure(RuntimeError):
+    """The inference engine could not be imported or started, or failed serving (the
+    supervisor then starts the worker again on transformers)."""
 
 
 @dataclass
@@ -76,9 +84,9 @@ def run_probe(
     if model is not None:
         folder = Path(adapters_dir) / PROBE_ADAPTER.format(index=worker)
         adapter, result.train = _train(task, config, model, tokenizer, initial, folder, costs)
+    try:
         if adapter is not None:
             backend.add_adapter(adapter)
-    try:
         builder = PromptBuilder(config.prompt, tokenizer)
         window = min(config.inference.max_model_len or model_window(model_dir), config.prompt.max_seq_len)
         one = dataclasses.replace(
@@ -98,13 +106,26 @@ def run_probe(
             result.score_s = time.time() - began
             costs.record_inference(task.cells, {"score": (1, result.score_s)}, ask.prompts)
         result.lora_served = adapter is not None and bool(jobs) and bool(scored)
+    except Exception as exc:
+        if backend.name == "vllm":
+            raise EngineFailure(f"vLLM failed serving the start-up probe: {type(exc).__name__}: {exc}") from exc
+        raise
     finally:
         if adapter is not None:
-            backend.release_adapter(adapter)
+            _release(backend, adapter)
         if model is not None:
             restore_trainable(model, initial)
     result.seconds = round(time.time() - started, 2)
     return result
+
+
+def _release(backend, adapter: str) -> None:
+    """Forget the probe's adapter; a failed engine may refuse, and its failure is the
+    one to report."""
+    try:
+        backend.release_adapter(adapter)
+    except Exception:  # the engine's own failure is already on its way up
+        log.debug("the probe's adapter was not released", exc_info=True)
 
 
 def _train(task, config, model, tokenizer, initial, folder: Path, costs: CostModel):

@@ -54,7 +54,7 @@ from ..models.loading import load_tokenizer
 from ..submission import make_submission
 from ..tasks import load_tasks
 from .plan import CostModel, InferenceAsk, TaskPlan, plan_task
-from .probe import probe_task, run_probe
+from .probe import EngineFailure, probe_task, run_probe
 from .results import save_result
 from .spec import WorkerSpec
 
@@ -69,10 +69,6 @@ ENGINE_FAILED_EXIT = 3  # the exit code of a worker whose inference engine faile
 
 class InjectedFault(RuntimeError):
     pass
-
-
-class EngineFailure(RuntimeError):
-    """The inference engine could not be imported or started, or failed in a task."""
 
 
 class Worker:
