@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..bundle.image_list import DEFAULT_SOURCE, IMAGES
 from ..console import say, show_arcsub_lines
 
 TARGETS = ("kaggle", "cpu")
@@ -47,8 +48,25 @@ def cmd_check(args) -> int:
     from ..bundle.check import check_bundle
 
     show_arcsub_lines()
-    result = check_bundle(Path(args.build), out=Path(args.out) if args.out else None, budget_s=args.budget, echo=say)
+    out = Path(args.out) if args.out else None
+    if args.over_image:
+        from ..bundle.over_image import check_over_image
+
+        result = check_over_image(Path(args.build), args.over_image, out=out, budget_s=args.budget, echo=say)
+        say(f"bundle check over the {args.over_image} image passed ({result['target']} target)")
+        return 0
+    result = check_bundle(Path(args.build), out=out, budget_s=args.budget, echo=say)
     say(f"bundle check passed ({result['target']} target)")
+    return 0
+
+
+def cmd_image_list(args) -> int:
+    from ..bundle.build import repository_root
+    from ..bundle.image_list import refresh
+
+    show_arcsub_lines()
+    path, _image = refresh(args.image, args.source, repository_root(), echo=say)
+    say(f"image list written: {path}; commit it")
     return 0
 
 
@@ -99,4 +117,22 @@ def register(sub) -> None:
     check.add_argument("--build", default="build/kaggle", help="bundle folder (default build/kaggle)")
     check.add_argument("--out", help="simulation output folder for the cpu smoke run (default: a temporary folder)")
     check.add_argument("--budget", type=float, default=300.0, help="the smoke run's wall-clock limit in seconds (300)")
+    check.add_argument(
+        "--over-image",
+        choices=IMAGES,
+        help="install the bundle over a replica of this image's Python environment (images/<image>.txt) and check "
+        "the stack there: imports, pip check, a LoRA, vLLM's loading; cpu: the smoke run too",
+    )
     check.set_defaults(func=cmd_check)
+    image = bsub.add_parser(
+        "image-list",
+        help="refresh images/<image>.txt from the image's published package list",
+        description="Reads Kaggle's published package list (a file, a URL, or a clone of Kaggle/docker-python), "
+        "keeps what can touch the kernel (in a wheel set, an engine, requires one, imported by one when present, "
+        "and what those need) and writes images/<image>.txt with its source and commit (needs the package index).",
+    )
+    image.add_argument("--image", choices=IMAGES, default="kaggle")
+    image.add_argument(
+        "--from", dest="source", default=DEFAULT_SOURCE, help=f"file, URL or git directory (default {DEFAULT_SOURCE})"
+    )
+    image.set_defaults(func=cmd_image_list)

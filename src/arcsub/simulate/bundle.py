@@ -1,6 +1,10 @@
 """Simulating from a built bundle, as Kaggle would run it: the bundle's kernel script,
 its model dataset, its wheels dataset, and a Python that has the wheel set installed
-offline but not arcsub (the kernel's own install step puts arcsub in, every run)."""
+offline but not arcsub (the kernel's own install step puts arcsub in, every run).
+
+With ``over_image`` the Python is a fresh copy of a replica of that image's environment
+(``arcsub.bundle.replica``) instead, holding none of the set: the kernel installs the
+whole set over the image's packages itself, inside the run's time budget."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ class BundleInputs:
     manifest: dict
 
 
-def bundle_inputs(bundle: Path, out: Path, *, echo) -> BundleInputs:
+def bundle_inputs(bundle: Path, out: Path, *, echo, over_image: str | None = None) -> BundleInputs:
     from ..bundle.build import KERNEL, MODEL, WHEELS, BuildError, read_manifest
     from ..bundle.venv import base_venv, overlay_venv
     from ..models.default import cache_root
@@ -37,9 +41,25 @@ def bundle_inputs(bundle: Path, out: Path, *, echo) -> BundleInputs:
         )
     if not manifest["wheels"].get("complete", True):
         raise SimulationError(f"{bundle}: built without its wheel set (--no-download); rebuild it to simulate it")
-    base = base_venv(bundle / WHEELS, cache=cache_root() / "bundle-venvs", echo=echo)
-    python = overlay_venv(base, out / VENV_DIR)
+    if over_image is not None:
+        python = replica_python(over_image, manifest, out / VENV_DIR, echo=echo)
+    else:
+        base = base_venv(bundle / WHEELS, cache=cache_root() / "bundle-venvs", echo=echo)
+        python = overlay_venv(base, out / VENV_DIR)
     kernel = bundle / KERNEL / "main.py"
     if not kernel.is_file():
         raise SimulationError(f"{kernel}: the bundle has no kernel script; rebuild it")
     return BundleInputs(kernel.resolve(), (bundle / MODEL).resolve(), (bundle / WHEELS).resolve(), python, manifest)
+
+
+def replica_python(image_name: str, manifest: dict, dest: Path, *, echo) -> Path:
+    """A fresh copy of the image replica for the bundle's target at ``dest``; its python."""
+    from ..bundle.build import repository_root
+    from ..bundle.image_list import image_list_path, read_image_list
+    from ..bundle.replica import copy_replica, ensure_replica
+
+    root = repository_root()
+    image = read_image_list(image_list_path(image_name, root))
+    replica, _record = ensure_replica(image, manifest["target"], manifest["python"], root, echo=echo)
+    echo(f"the kernel's Python: a fresh copy of the {image_name} replica ({replica})")
+    return copy_replica(replica, dest)

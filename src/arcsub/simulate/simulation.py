@@ -66,6 +66,7 @@ class SimulationOptions:
     config: Path | None = None
     wheels: Path | None = None
     bundle: Path | None = None  # a built cpu-target bundle: its kernel, model, wheels and offline install
+    over_image: str | None = None  # with bundle: the kernel's Python is a replica of this image (images/<name>.txt)
     profile: str = DEFAULT_PROFILE
     budget_s: float | None = None  # None: the profile's
     ram_gb: float | None = None
@@ -116,6 +117,7 @@ def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dic
         from ..bundle.venv import offline_pip_env
 
         env = offline_pip_env(env)
+        env.pop("PYTHONPATH", None)  # arcsub must come from the bundle's wheel, not from this checkout
     env.pop(NO_NAMESPACE_ENV, None)
     env.update({"ARCSUB_PROFILE": profile, "ARCSUB_BUDGET_S": f"{budget_s:g}", "PYTHONUNBUFFERED": "1"})
     if options.workers is not None:
@@ -252,13 +254,15 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
     )
     if options.bundle is not None and (options.kernel or options.wheels):
         raise SimulationError("--bundle brings its own kernel and wheels; drop --kernel/--wheels or --bundle")
+    if options.over_image is not None and options.bundle is None:
+        raise SimulationError(f"over_image {options.over_image!r} needs a bundle: pass --bundle as well")
     model_dir = resolve_model(options.model or "default") if options.bundle is None or options.model else None
     mode, why = choose_mode(options)
     layout = Layout(Path(options.out).resolve(), profile.slug)
     clear_out(layout.out)
     python, wheels, bundle = sys.executable, options.wheels, None
     if options.bundle is not None:
-        bundle = bundle_inputs(Path(options.bundle), layout.out, echo=say)
+        bundle = bundle_inputs(Path(options.bundle), layout.out, echo=say, over_image=options.over_image)
         kernel, wheels, python = bundle.kernel, bundle.wheels, str(bundle.python)
         model_dir = model_dir or bundle.model_dir
         say(f"bundle {options.bundle}: built {bundle.manifest['built_at']} from {bundle.manifest['git_commit']}; "
