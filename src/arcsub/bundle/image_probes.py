@@ -10,11 +10,13 @@ transformers, peft and vLLM, so it only ever runs in the replica's interpreter.
 * ``lora``: ``arcsub.finetune.load_for_training`` attaches a LoRA to the model (every
   LoRA creation reaches peft's torchao check), one training step on the smallest
   ARC task, the adapter saved as the kernel saves it.
-* ``vllm``: vLLM builds its model config from arcsub's own engine arguments, loads the
-  tokenizer and renders arcsub's prompt with the chat template (token ids compared with
-  arcsub's ``PromptBuilder``), reads the adapter's config (``PEFTHelper``) and checks it
-  against the LoRA config, and builds the request objects arcsub sends. No engine
-  starts: on a CUDA build without a GPU that cannot run (listed in ``GPU_ONLY``).
+* ``vllm``: vLLM builds its model config from arcsub's own engine arguments (for this
+  machine, and for a T4 and an L4: their dtype, attention backend, and the worker
+  environment's variables, each one vLLM must read), loads the tokenizer and renders
+  arcsub's prompt with the chat template (token ids compared with arcsub's
+  ``PromptBuilder``), reads the adapter's config (``PEFTHelper``) and checks it against
+  the LoRA config, and builds the request objects arcsub sends. No engine starts: on a
+  CUDA build without a GPU that cannot run (listed in ``GPU_ONLY``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 STACK = ("torch", "transformers", "peft", "accelerate", "vllm", "numpy", "arcsub")
 GPU_ONLY = (
+    "the engine config (device selection: without a GPU vLLM resolves no platform; the error is recorded)",
     "engine start (vllm.LLM: the CUDA platform, worker processes, the model's weights on the GPU)",
     "attention backend selection (TRITON_ATTN on a T4) and CUDA graph capture (enforce_eager off)",
     "CUDA kernels: vLLM's _C ops, FlashInfer, Triton JIT compilation",
@@ -36,19 +39,46 @@ GPU_ONLY = (
 
 
 def _distributions_loaded() -> dict[str, str]:
-    """Distribution -> version for every loaded top-level module (what the imports pulled in)."""
+    """Distribution -> version for every loaded top-level module (what the imports pulled
+    in). Where several distributions install the same top-level name (``cv2``: the
+    image's opencv-python and opencv-contrib-python, the set's opencv-python-headless),
+    the one whose record's hash matches the loaded file on disk is the one loaded."""
     from importlib import metadata
 
     owners = metadata.packages_distributions()
     loaded = {}
-    for module in list(sys.modules):
-        top = module.split(".")[0]
-        for dist in owners.get(top, []):
+    for top in sorted({name.split(".")[0] for name in list(sys.modules)}):
+        candidates = owners.get(top, [])
+        if len(candidates) > 1:
+            candidates = _owners_of_file(sys.modules.get(top), candidates) or candidates
+        for dist in candidates:
             try:
                 loaded[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 continue
     return dict(sorted(loaded.items()))
+
+
+def _owners_of_file(module, candidates: list[str]) -> list[str]:
+    import base64
+    import hashlib
+    from importlib import metadata
+
+    path = Path(getattr(module, "__file__", None) or "")
+    if not path.is_file():
+        return []
+    digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(path.read_bytes()).digest()).rstrip(b"=").decode()
+    found = []
+    for name in candidates:
+        for entry in metadata.distribution(name).files or []:
+            if (
+                entry.hash is not None
+                and f"{entry.hash.mode}={entry.hash.value}" == digest
+                and Path(entry.locate()).resolve() == path.resolve()
+            ):
+                found.append(name)
+                break
+    return found
 
 
 def probe_imports(args) -> dict:
@@ -152,6 +182,7 @@ def probe_vllm(args) -> dict:
         "max_model_len": model_config.max_model_len,
         "dtype": str(model_config.dtype),
         "hf_config": type(model_config.hf_config).__name__,
+        "generation_defaults": model_config.get_diff_sampling_param(),  # transformers' GenerationConfig
     }
     tokenizer = get_tokenizer(model)
     found["tokenizer"] = {"class": type(tokenizer).__name__, "vocab": len(tokenizer)}
@@ -186,8 +217,45 @@ def probe_vllm(args) -> dict:
     SamplingParams(temperature=0.0, max_tokens=8, logprobs=1)
     SamplingParams(prompt_logprobs=0, max_tokens=1)
     found["requests"] = "LoRARequest, TokensPrompt, SamplingParams (sampling and scoring) built"
+    found["gpus"] = {name: gpu_engine_args(model, adapter, config, capability) for name, capability in GPUS.items()}
+    try:
+        EngineArgs(**kwargs).create_engine_config()
+        found["engine_config"] = "built"
+    except Exception as exc:  # noqa: BLE001 - expected without a GPU: recorded as the evidence
+        found["engine_config"] = f"not without a GPU: {type(exc).__name__}: {exc}"
     found["loaded"] = _distributions_loaded()
     return found
+
+
+GPUS = {"T4": (7, 5), "L4": (8, 9)}  # the competitions' machines (docs/kernel.md)
+
+
+def gpu_engine_args(model: str, adapter: str, config, capability: tuple[int, int]) -> dict:
+    """arcsub's engine arguments and worker environment for a GPU of ``capability``,
+    checked by vLLM without one: EngineArgs takes every argument (the attention backend
+    among them), the model config resolves in the GPU's dtype, and every ``VLLM_*``
+    variable the kernel sets is one this vLLM reads (an unknown one is silently ignored)."""
+    import vllm.envs
+    from vllm.engine.arg_utils import EngineArgs
+
+    from arcsub.inference.vllm_backend import engine_kwargs
+    from arcsub.kernel.stack import engine_environment
+
+    kwargs = engine_kwargs(model, config.inference, [adapter], capability=capability)
+    if config.inference.dtype == "auto":  # hardware.device_dtype on that GPU: no bf16 before compute capability 8
+        kwargs["dtype"] = "float16" if capability < (8, 0) else "bfloat16"
+    model_config = EngineArgs(**kwargs).create_model_config()
+    environment = engine_environment(f"{capability[0]}.{capability[1]}")
+    ignored = sorted(k for k in environment if k.startswith("VLLM_") and k not in vllm.envs.environment_variables)
+    if ignored:
+        raise AssertionError(f"the kernel sets {', '.join(ignored)} for compute capability {capability}, which this "
+                             "vLLM does not read (silently ignored): pass it as an engine argument")  # fmt: skip
+    return {
+        "attention_backend": str(kwargs.get("attention_backend")),
+        "dtype": str(model_config.dtype),
+        "gpu_memory_utilization": kwargs.get("gpu_memory_utilization"),
+        "environment": environment,
+    }
 
 
 PROBES = {"imports": probe_imports, "lora": probe_lora, "vllm": probe_vllm}

@@ -82,19 +82,25 @@ def kernel_install(python: Path, kernel: Path, input_root: Path, working: Path, 
     return {**record, "wall_s": round(wall, 1)}
 
 
+def _wheel_key(path: Path) -> tuple[str, str]:
+    from packaging.utils import parse_wheel_filename
+
+    name, version, _build, _tags = parse_wheel_filename(path.name)
+    return canonicalize_name(name), str(version)
+
+
+def already_there(record: dict, wheels: Path) -> list[Path]:
+    """The set's wheels the replica holds at the same version (pip skips them)."""
+    held = {(canonicalize_name(n), v) for n, v in record["packages"].items()}
+    return [p for p in sorted(Path(wheels).glob("*.whl")) if _wheel_key(p) in held]
+
+
 def reinstalled_on_kaggle(record: dict, wheels: Path) -> list[Path]:
     """The set's wheels the replica already held only because of its substitutions (the
     image's version is not on the index): on Kaggle pip replaces the image's copies."""
-    from packaging.utils import parse_wheel_filename
-
-    changed = {canonicalize_name(n): w["installed"] for n, w in record["substituted"].items()}
-    changed |= {canonicalize_name(n): w["version"] for n, w in record["added"].items()}
-    found = []
-    for path in sorted(Path(wheels).glob("*.whl")):
-        name, version, _build, _tags = parse_wheel_filename(path.name)
-        if changed.get(canonicalize_name(name)) == str(version):
-            found.append(path)
-    return found
+    changed = {(canonicalize_name(n), w["installed"]) for n, w in record["substituted"].items()}
+    changed |= {(canonicalize_name(n), w["version"]) for n, w in record["added"].items()}
+    return [p for p in sorted(Path(wheels).glob("*.whl")) if _wheel_key(p) in changed]
 
 
 def force_reinstall(python: Path, wheels: list[Path]) -> float:
@@ -219,7 +225,9 @@ def check_over_image(
         input_root, working = out / "input", out / "working"
         lay_out_input(build / WHEELS, input_root)
         echo("the kernel installs the bundle over the replica (kernel/main.py --install-only, offline)")
+        skipped = already_there(record, build / WHEELS)
         found = kernel_install(python, build / KERNEL / "main.py", input_root, working, out / "install.log")
+        found["already_there"] = len(skipped)
         again = reinstalled_on_kaggle(record, build / WHEELS)
         found["kaggle_reinstalls"] = [p.name for p in again]
         if again:
@@ -239,7 +247,8 @@ def check_over_image(
         "install",
         install,
         lambda f: (
-            f"{f['wall_s']:.0f} s over the replica (pip {f['seconds']:.0f} s; removed first: "
+            f"{f['wall_s']:.0f} s over the replica ({f['wheels'] - f['already_there']} of {f['wheels']} wheels "
+            f"installed, the rest there at the same version; pip {f['seconds']:.0f} s; removed first: "
             f"{'; '.join(f['removed']) or 'nothing'}) + {f['kaggle_reinstall_s']:.0f} s of reinstalls Kaggle would make "
             f"= about {f['estimate_s']:.0f} s, {f['share']:.0%} of the smoke window ({f['smoke_budget_s']:.0f} s)"
         ),
@@ -273,13 +282,7 @@ def check_over_image(
         steps.run(
             "vllm",
             lambda: run_probe(python, "vllm", out, "--model", str(model), "--adapter", lora["adapter"], *extra),
-            lambda f: (
-                f"{f['model_config']['architectures'][0]} config (max_model_len "
-                f"{f['model_config']['max_model_len']}, {f['model_config']['dtype']}), {f['tokenizer']['class']}, "
-                f"chat template gives arcsub's {f['chat_template']['arcsub_tokens']} token ids, adapter r="
-                f"{f['adapter']['r']} accepted (max_lora_rank {f['adapter']['max_lora_rank']}); "
-                f"not run without a GPU: {len(f['gpu_only'])} items (in {REPORT})"
-            ),
+            vllm_line,
         )
 
     loaded = {}
@@ -318,6 +321,17 @@ def check_over_image(
                   lambda f: f"{f['by_model']} task(s) by the model, score {f['score']}, {f['elapsed_s']:.0f} s "
                   f"(the kernel's own install included)")  # fmt: skip
     return _finish(result, steps, out)
+
+
+def vllm_line(found: dict) -> str:
+    model, template, adapter = found["model_config"], found["chat_template"], found["adapter"]
+    gpus = "; ".join(f"{gpu}: {g['dtype']}, {g['attention_backend']}" for gpu, g in found["gpus"].items())
+    return (
+        f"{model['architectures'][0]} config (max_model_len {model['max_model_len']}, {model['dtype']}), "
+        f"{found['tokenizer']['class']}, chat template gives arcsub's {template['arcsub_tokens']} token ids, "
+        f"adapter r={adapter['r']} accepted (max_lora_rank {adapter['max_lora_rank']}); {gpus}; "
+        f"not run without a GPU: {len(found['gpu_only'])} items (in {REPORT})"
+    )
 
 
 def _smoke(build: Path, image_name: str, out: Path, budget_s: float, echo) -> dict:
