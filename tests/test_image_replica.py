@@ -325,3 +325,37 @@ def test_the_install_plan_removes_the_images_torchao_and_lora_creation_works(tmp
     shown = subprocess.run([str(python), "-c", "import arcsub; print(arcsub.__file__)"], check=False,
                            capture_output=True, text=True, env=env)  # fmt: skip
     assert str(tmp_path / "image") in shown.stdout  # arcsub from the wheel the kernel installed
+
+
+# ---------------------------------------------------------------- the check's figures
+
+
+def test_the_install_figure_adds_what_kaggle_would_reinstall(tmp_path):
+    from arcsub.bundle.over_image import already_there, reinstalled_on_kaggle
+
+    record = {
+        "packages": {"torch": "2.10.0", "numpy": "2.4.6", "nvidia-nccl-cu12": "2.29.7", "triton": "3.6.0",
+                     "requests": "2.33.0"},
+        "substituted": {"torch": {"listed": "2.10.0+cpu", "installed": "2.10.0"}},
+        "added": {"triton": {"version": "3.6.0"}},
+    }  # fmt: skip
+    names = [
+        "torch-2.10.0-3-cp312-cp312-manylinux_2_28_x86_64.whl",  # the image's is 2.10.0+cpu: Kaggle replaces it
+        "numpy-2.2.6-cp312-cp312-manylinux_2_17_x86_64.whl",  # another version: installed anyway
+        "nvidia_nccl_cu12-2.27.5-py3-none-manylinux2014_x86_64.whl",
+        "triton-3.6.0-cp312-cp312-manylinux_2_27_x86_64.whl",  # came with the index's torch
+        "requests-2.33.0-py3-none-any.whl",  # the image's own version: skipped here and on Kaggle
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in already_there(record, tmp_path)] == [names[4], names[0], names[3]]
+    assert [p.name for p in reinstalled_on_kaggle(record, tmp_path)] == [names[0], names[3]]
+
+
+def test_tasks_by_the_model_come_from_the_report_or_its_per_task_sources():
+    from arcsub.bundle.over_image import tasks_by_model
+
+    assert tasks_by_model({"tasks": {"by_model": 3, "done": 4}}) == 3
+    per_task = {"a": {"source": "sample"}, "b": {"source": "fallback"}, "c": {"source": "score"}}
+    assert tasks_by_model({"tasks": {"done": 3}, "per_task": per_task}) == 2
+    assert tasks_by_model({"tasks": {"by_model": 0}, "per_task": per_task}) == 0
