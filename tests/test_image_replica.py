@@ -359,3 +359,15 @@ def test_tasks_by_the_model_come_from_the_report_or_its_per_task_sources():
     per_task = {"a": {"source": "sample"}, "b": {"source": "fallback"}, "c": {"source": "score"}}
     assert tasks_by_model({"tasks": {"done": 3}, "per_task": per_task}) == 2
     assert tasks_by_model({"tasks": {"by_model": 0}, "per_task": per_task}) == 0
+
+
+def test_a_bundle_run_never_sees_this_checkout_through_pythonpath(tmp_path, monkeypatch):
+    """A kernel run from a bundle must import arcsub from the bundle's wheel: with this
+    checkout on PYTHONPATH it would find arcsub and skip its own install."""
+    from arcsub.simulate import SimulationOptions
+    from arcsub.simulate.simulation import kernel_env
+
+    monkeypatch.setenv("PYTHONPATH", str(repository_root() / "src"))
+    with_bundle = kernel_env(SimulationOptions(out=tmp_path, bundle=tmp_path / "build"), "local-cpu", 60)
+    assert "PYTHONPATH" not in with_bundle and with_bundle["PIP_NO_INDEX"] == "1"
+    assert kernel_env(SimulationOptions(out=tmp_path), "local-cpu", 60)["PYTHONPATH"].endswith("src")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -213,6 +214,7 @@ def check_over_image(
     if record["skipped"]:
         echo(f"  not in the replica (no wheel for CPython {record['python']}): {', '.join(record['skipped'])}")
 
+    keep_environments = out is not None  # a temporary folder keeps the reports, not 10+ GB of copies
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="arcsub-over-image-"))
     out.mkdir(parents=True, exist_ok=True)
     echo(f"working in {out}: copying the replica (a minute)")
@@ -255,7 +257,7 @@ def check_over_image(
     )
     result["install"] = installed
     if installed is None:
-        return _finish(result, steps, out)
+        return _finish(result, steps, out, keep_environments, echo)
 
     model = (build / MODEL).resolve()
     config = [("--config", str(model / CONFIG_NAME))] if (model / CONFIG_NAME).is_file() else []
@@ -320,7 +322,7 @@ def check_over_image(
         steps.run("smoke run", lambda: _smoke(build, image_name, out, budget_s + installed["estimate_s"], echo),
                   lambda f: f"{f['by_model']} task(s) by the model, score {f['score']}, {f['elapsed_s']:.0f} s "
                   f"(the kernel's own install included)")  # fmt: skip
-    return _finish(result, steps, out)
+    return _finish(result, steps, out, keep_environments, echo)
 
 
 def vllm_line(found: dict) -> str:
@@ -361,9 +363,13 @@ def _smoke(build: Path, image_name: str, out: Path, budget_s: float, echo) -> di
     }
 
 
-def _finish(result: dict, steps: _Steps, out: Path) -> dict:
+def _finish(result: dict, steps: _Steps, out: Path, keep_environments: bool, echo) -> dict:
     result.update(steps.found, failures=steps.failures)
     write_json_atomic(out / REPORT, result, indent=1)
+    if not keep_environments:
+        for venv in (out / "venv", out / "smoke" / "venv"):
+            shutil.rmtree(venv, ignore_errors=True)
+        echo(f"the replica copies are removed (pass --out to keep them); reports and logs stay in {out}")
     if steps.failures:
         raise CheckError(f"over the image: {len(steps.failures)} step(s) failed: " + "; ".join(steps.failures)
                          + f" (details in {out / REPORT})")  # fmt: skip
