@@ -223,31 +223,9 @@ def check_over_image(
     window = smoke_window(build)
     result: dict = {"target": target.name, "image": image_name, "replica": {"path": str(replica), **record}}
 
-    def install() -> dict:
-        input_root, working = out / "input", out / "working"
-        lay_out_input(build / WHEELS, input_root)
-        echo("the kernel installs the bundle over the replica (kernel/main.py --install-only, offline)")
-        skipped = already_there(record, build / WHEELS)
-        found = kernel_install(python, build / KERNEL / "main.py", input_root, working, out / "install.log")
-        found["already_there"] = len(skipped)
-        again = reinstalled_on_kaggle(record, build / WHEELS)
-        found["kaggle_reinstalls"] = [p.name for p in again]
-        if again:
-            echo(f"reinstalling what Kaggle would replace but the replica skipped: {len(again)} wheels "
-                 f"({sum(p.stat().st_size for p in again) / 1e9:.2f} GB: {', '.join(p.name.split('-')[0] for p in again[:4])}, ...)")  # fmt: skip
-        found["kaggle_reinstall_s"] = round(force_reinstall(python, again), 1)
-        found["estimate_s"] = round(found["wall_s"] + found["kaggle_reinstall_s"], 1)
-        found["smoke_budget_s"] = window
-        found["share"] = round(found["estimate_s"] / window, 3)
-        if found["share"] > INSTALL_SHARE_LIMIT:
-            raise CheckError(f"installing takes about {found['estimate_s']:.0f} s, {found['share']:.0%} of the smoke "
-                             f"window ({window:.0f} s, kernel.smoke_budget_s); more than half leaves too little for "
-                             "the smoke run: raise kernel.smoke_budget_s or shrink the set")  # fmt: skip
-        return found
-
     installed = steps.run(
         "install",
-        install,
+        lambda: install_step(python, build, out, record, window, echo),
         lambda f: (
             f"{f['wall_s']:.0f} s over the replica ({f['wheels'] - f['already_there']} of {f['wheels']} wheels "
             f"installed, the rest there at the same version; pip {f['seconds']:.0f} s; removed first: "
@@ -260,8 +238,7 @@ def check_over_image(
         return _finish(result, steps, out, keep_environments, echo)
 
     model = (build / MODEL).resolve()
-    config = [("--config", str(model / CONFIG_NAME))] if (model / CONFIG_NAME).is_file() else []
-    extra = [item for pair in config for item in pair]
+    extra = ["--config", str(model / CONFIG_NAME)] if (model / CONFIG_NAME).is_file() else []
     steps.run(
         "imports",
         lambda: run_probe(python, "imports", out),
@@ -297,32 +274,64 @@ def check_over_image(
         echo(f"image packages the stack loaded (not from the set): {len(from_image)}: "
              + ", ".join(f"{n} {v}" for n, v in sorted(from_image.items())))  # fmt: skip
 
-    def conflicts() -> dict:
-        from .pip_check import classify
-
-        kernel_side = {*in_set, *ENGINES, *OPTIONAL_IMPORTS, *loaded}
-        lines = pip_check(python)
-        table = []
-        for conflict in classify(lines, dropped=target.dropped, kernel_side=kernel_side):
-            row = {"line": conflict.line, "harmless": conflict.harmless, "why": conflict.why}
-            if conflict.harmless and conflict.module:
-                failed = import_fails(python, conflict.module)
-                row["imports"] = failed or "yes"
-                if failed:
-                    row.update(harmless=False, why=f"import {conflict.module} fails here: {failed}")
-            echo(f"  {'harmless' if row['harmless'] else 'NOT HARMLESS'}: {row['line']} ({row['why']})")
-            table.append(row)
-        bad = [row["line"] for row in table if not row["harmless"]]
-        if bad:
-            raise CheckError(f"{len(bad)} conflict(s) on the kernel's side: {'; '.join(bad[:3])}")
-        return {"lines": table}
-
-    steps.run("pip check", conflicts, lambda f: f"{len(f['lines'])} line(s), all harmless")
+    kernel_side = {*in_set, *ENGINES, *OPTIONAL_IMPORTS, *loaded}
+    steps.run(
+        "pip check",
+        lambda: pip_check_step(python, target.dropped, kernel_side, echo),
+        lambda f: f"{len(f['lines'])} line(s), all harmless",
+    )
     if target.name == "cpu":
         steps.run("smoke run", lambda: _smoke(build, image_name, out, budget_s + installed["estimate_s"], echo),
                   lambda f: f"{f['by_model']} task(s) by the model, score {f['score']}, {f['elapsed_s']:.0f} s "
                   f"(the kernel's own install included)")  # fmt: skip
     return _finish(result, steps, out, keep_environments, echo)
+
+
+def install_step(python: Path, build: Path, out: Path, record: dict, window: float, echo) -> dict:
+    """The kernel's own install over the replica copy, timed, plus what Kaggle would
+    reinstall; checked against the smoke window."""
+    input_root, working = out / "input", out / "working"
+    lay_out_input(build / WHEELS, input_root)
+    echo("the kernel installs the bundle over the replica (kernel/main.py --install-only, offline)")
+    skipped = already_there(record, build / WHEELS)
+    found = kernel_install(python, build / KERNEL / "main.py", input_root, working, out / "install.log")
+    found["already_there"] = len(skipped)
+    again = reinstalled_on_kaggle(record, build / WHEELS)
+    found["kaggle_reinstalls"] = [p.name for p in again]
+    if again:
+        names = ", ".join(p.name.split("-")[0] for p in again[:4])
+        echo(f"reinstalling what Kaggle would replace but the replica skipped: {len(again)} wheels "
+             f"({sum(p.stat().st_size for p in again) / 1e9:.2f} GB: {names}, ...)")  # fmt: skip
+    found["kaggle_reinstall_s"] = round(force_reinstall(python, again), 1)
+    found["estimate_s"] = round(found["wall_s"] + found["kaggle_reinstall_s"], 1)
+    found["smoke_budget_s"] = window
+    found["share"] = round(found["estimate_s"] / window, 3)
+    if found["share"] > INSTALL_SHARE_LIMIT:
+        raise CheckError(f"installing takes about {found['estimate_s']:.0f} s, {found['share']:.0%} of the smoke "
+                         f"window ({window:.0f} s, kernel.smoke_budget_s); more than half leaves too little for "
+                         "the smoke run: raise kernel.smoke_budget_s or shrink the set")  # fmt: skip
+    return found
+
+
+def pip_check_step(python: Path, dropped, kernel_side: set[str], echo) -> dict:
+    """``pip check`` in the replica, each line classified; a harmless verdict that
+    names a module holds only if that module imports there."""
+    from .pip_check import classify
+
+    table = []
+    for conflict in classify(pip_check(python), dropped=dropped, kernel_side=kernel_side):
+        row = {"line": conflict.line, "harmless": conflict.harmless, "why": conflict.why}
+        if conflict.harmless and conflict.module:
+            failed = import_fails(python, conflict.module)
+            row["imports"] = failed or "yes"
+            if failed:
+                row.update(harmless=False, why=f"import {conflict.module} fails here: {failed}")
+        echo(f"  {'harmless' if row['harmless'] else 'NOT HARMLESS'}: {row['line']} ({row['why']})")
+        table.append(row)
+    bad = [row["line"] for row in table if not row["harmless"]]
+    if bad:
+        raise CheckError(f"{len(bad)} conflict(s) on the kernel's side: {'; '.join(bad[:3])}")
+    return {"lines": table}
 
 
 def vllm_line(found: dict) -> str:

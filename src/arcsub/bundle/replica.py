@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from ..errors import ArcsubError
 from ..io import exclusive_lock, write_json_atomic
@@ -108,9 +109,7 @@ class ReplicaPlan:
 
 
 def _installable(files: dict, version: str, tags) -> bool:
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-    from packaging.version import InvalidVersion, Version
-
+    """Whether the index has a wheel of ``version`` that one of ``tags`` accepts."""
     for filename in files:
         try:
             _name, found, _build, file_tags = parse_wheel_filename(filename)
@@ -130,7 +129,8 @@ def plan_replica(image: ImageList, python: str, root: Path, *, echo: Callable[[s
 
     target = dataclasses.replace(get_target("kaggle"), python_version=python, abi="cp" + python.replace(".", ""))
     tags = target.supported_tags()
-    pins = {canonicalize_name(p.name): p.version for p in parse_requirements(requirements_path(get_target("kaggle"), root))}  # fmt: skip
+    kaggle_set = parse_requirements(requirements_path(get_target("kaggle"), root))
+    pins = {canonicalize_name(p.name): p.version for p in kaggle_set}
     plan = ReplicaPlan(python=python, pip=next((p.version for p in image.packages if p.key == "pip"), None))
     echo(f"checking which of the {len(image.packages)} listed packages have wheels for CPython {python} on the index")
 
@@ -157,8 +157,8 @@ def plan_replica(image: ImageList, python: str, root: Path, *, echo: Callable[[s
                 "listed": package.version,
                 "installed": package.public_version,
                 "why": f"the index has no {package.version}; its {package.public_version} is taken (for torch and "
-                "its kin: the CUDA 12.8 build, which is what the GPU image holds, where the published CPU list "
-                "names the CPU build)",
+                "its kin the index's build is the CUDA 12.8 one: a CUDA build as in the GPU image, where the "
+                "published list, the CPU image's, names the CPU build)",
             }
         else:
             plan.skipped[package.name] = f"no wheel of {package.version} for CPython {python} on the index"
