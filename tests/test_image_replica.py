@@ -353,7 +353,7 @@ def test_the_install_figure_adds_what_kaggle_would_reinstall(tmp_path):
 
 
 def test_tasks_by_the_model_come_from_the_report_or_its_per_task_sources():
-    from arcsub.bundle.over_image import tasks_by_model
+    from arcsub.bundle.check import tasks_by_model
 
     assert tasks_by_model({"tasks": {"by_model": 3, "done": 4}}) == 3
     per_task = {"a": {"source": "sample"}, "b": {"source": "fallback"}, "c": {"source": "score"}}

@@ -37,7 +37,7 @@ from packaging.utils import canonicalize_name
 
 from ..io import write_json_atomic
 from .build import CONFIG_NAME, KERNEL, MODEL, WHEELS, read_manifest, repository_root
-from .check import CheckError
+from .check import CheckError, smoke_run
 
 INSTALL_SHARE_LIMIT = 0.5  # of the smoke window: install alone may take at most half
 PROBE_TIMEOUT_S = 1800
@@ -153,15 +153,6 @@ def import_fails(python: Path, module: str) -> str | None:
     done = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True,
                           env=replica_env(), check=False)  # fmt: skip
     return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-
-
-def tasks_by_model(kernel_report: dict) -> int:
-    """How many tasks the kernel's model answered: ``tasks.by_model``, or (reports that
-    predate it) the per-task results whose source is not the fallback."""
-    tasks = kernel_report.get("tasks") or {}
-    if "by_model" in tasks:
-        return int(tasks["by_model"])
-    return sum(1 for stats in (kernel_report.get("per_task") or {}).values() if stats.get("source") != "fallback")
 
 
 class _Steps:
@@ -346,30 +337,7 @@ def vllm_line(found: dict) -> str:
 
 
 def _smoke(build: Path, image_name: str, out: Path, budget_s: float, echo) -> dict:
-    from ..simulate import SimulationOptions, simulate
-
-    folder = out / "smoke"
-    echo(
-        f"smoke run in the simulator over a fresh replica copy (the kernel installs the whole set), output in {folder}"
-    )
-    report = simulate(
-        SimulationOptions(out=folder, bundle=build, placeholder=True, budget_s=budget_s, over_image=image_name),
-        echo=echo,
-    )
-    if not report["passed"]:
-        raise CheckError(f"{'; '.join(report['failures'])} (see {folder}/logs/kernel.log)")
-    kernel = report.get("kernel_report") or {}
-    if kernel.get("mode") != "smoke":
-        raise CheckError(f"the kernel made a {kernel.get('mode')} run of the placeholder, not its smoke run")
-    by_model = tasks_by_model(kernel)
-    if by_model < 1:
-        raise CheckError(f"no task was answered by the model (all on the fallback; see {folder}/logs/kernel.log)")
-    return {
-        "out": str(folder),
-        "by_model": by_model,
-        "score": ((report.get("submission") or {}).get("score") or {}).get("score"),
-        "elapsed_s": report["run"]["elapsed_s"],
-    }
+    return smoke_run(build, out / "smoke", budget_s, echo=echo, over_image=image_name)
 
 
 def _finish(result: dict, steps: _Steps, out: Path, keep_environments: bool, echo) -> dict:
