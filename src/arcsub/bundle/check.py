@@ -131,8 +131,8 @@ def smoke_run(
     from ..simulate import SimulationOptions, simulate
 
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="arcsub-bundle-check-"))
-    where = f"over a fresh {over_image} replica copy (the kernel installs the whole set)" if over_image else ""
-    echo(f"smoke run of the bundle's kernel in the simulator (placeholder tasks) {where}, output in {out}")
+    where = f" over a fresh {over_image} replica copy (the kernel installs the whole set)" if over_image else ""
+    echo(f"smoke run of the bundle's kernel in the simulator (placeholder tasks){where}, output in {out}")
     options = SimulationOptions(out=out, bundle=build, placeholder=True, budget_s=budget_s, over_image=over_image)
     report = simulate(options, echo=echo)
     if not report["passed"]:
