@@ -106,6 +106,61 @@ def read_install_record(working: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+@dataclasses.dataclass
+class Placement:
+    """Where the workers run and with what: the profile's GPUs, or CPU workers when the
+    installed torch cannot use them (a scoring rerun goes on as far as it can)."""
+
+    device: str
+    workers: int
+    config: Config
+    environ: Mapping[str, str]
+    smallest_first: bool = False  # CPU workers answer more tasks smallest first
+    headline: list[str] = dataclasses.field(default_factory=list)  # what went wrong, for the report's top
+
+
+def place_workers(
+    profile: CompetitionProfile,
+    config: Config,
+    mode: str,
+    workers: int,
+    environ: Mapping[str, str],
+    gpus: list[dict[str, str]],
+    software: dict,
+) -> Placement:
+    """One worker per usable GPU with the engine settings its generation needs; on a
+    GPU profile whose GPUs torch cannot use, the smoke run stops (``GpuUnusableError``:
+    the user must see it) and a scoring rerun goes on with CPU workers."""
+    device = profile.machine.accelerator
+    if device != "cuda":
+        return Placement(device, workers, config, environ)
+    problem = None
+    cuda: dict = {}
+    if not gpus:
+        problem = (
+            f"profile {profile.name} runs on {profile.machine.gpus}x {profile.machine.gpu_name}, but nvidia-smi "
+            "finds no GPU: attach the accelerator, or choose a CPU profile (local-cpu)"
+        )
+    else:
+        versions = software["versions"]
+        software["cuda"] = cuda = probe_cuda()
+        log.info("GPUs: %s; driver %s; torch %s (CUDA %s)", ", ".join(g["name"] for g in gpus),
+                 gpus[0]["driver"], versions.get("torch"), cuda.get("cuda_build"))  # fmt: skip
+        problem = gpu_problem(cuda, gpus, versions)
+    if problem and mode == "smoke":
+        raise GpuUnusableError(problem)
+    if problem:
+        workers = cpu_worker_count(workers)
+        line = f"GPU NOT USABLE: {problem}; the run went on with {workers} CPU worker(s) (transformers), smallest first"
+        log.error("%s", line)
+        return Placement("cpu", workers, on_the_cpu(config), environ, smallest_first=True, headline=[line])
+    if len(gpus) < workers:
+        log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
+        workers = len(gpus)
+    engine_env = engine_environment(cuda.get("capability") or profile.machine.compute_capability)
+    return Placement("cuda", workers, config, {**engine_env, **environ})  # a setting the user made wins
+
+
 def smallest(tasks: list[Task], count: int) -> list[Task]:
     return sorted(tasks, key=lambda t: (t.cells, t.id))[:count]
 
@@ -190,36 +245,9 @@ def run_kernel(
     gpus = nvidia_gpus()
     versions = installed_versions()
     software: dict = {"versions": versions}
-    headline: list[str] = []  # what went wrong, for the top of the report
-    device = profile.machine.accelerator
     workers = int(environ.get("ARCSUB_WORKERS") or profile.machine.worker_count)
-    smallest_first = False
-    if device == "cuda":
-        problem = None
-        if not gpus:
-            problem = (
-                f"profile {profile.name} runs on {profile.machine.gpus}x {profile.machine.gpu_name}, but nvidia-smi "
-                "finds no GPU: attach the accelerator, or choose a CPU profile (local-cpu)"
-            )
-        else:
-            software["cuda"] = cuda = probe_cuda()
-            log.info("GPUs: %s; driver %s; torch %s (CUDA %s)", ", ".join(g["name"] for g in gpus),
-                     gpus[0]["driver"], versions.get("torch"), cuda.get("cuda_build"))  # fmt: skip
-            problem = gpu_problem(cuda, gpus, versions)
-        if problem and mode == "smoke":
-            raise GpuUnusableError(problem)  # the smoke run must fail where the user sees it
-        if problem:  # the scoring rerun goes on as far as it can, and exits 0
-            workers, device, smallest_first = cpu_worker_count(workers), "cpu", True
-            config = on_the_cpu(config)
-            headline.append(f"GPU NOT USABLE: {problem}; the run went on with {workers} CPU worker(s) "
-                            "(transformers), smallest tasks first")  # fmt: skip
-            log.error("%s", headline[-1])
-        else:
-            if len(gpus) < workers:
-                log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
-                workers = len(gpus)
-            engine_env = engine_environment(cuda.get("capability") or profile.machine.compute_capability)
-            environ = {**engine_env, **environ}  # a setting the user made wins
+    place = place_workers(profile, config, mode, workers, environ, gpus, software)
+    config, device, workers, environ = place.config, place.device, place.workers, place.environ
     if inputs.model_dir is None:
         raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
 
@@ -249,7 +277,7 @@ def run_kernel(
             log.info("evaluation: %.0fs per task on average (ARCSUB_TASK_S), sized by task", task_s)
         supervisor = Supervisor(
             todo, book, budget, config.kernel, slots, task_s=task_s, predictions_dir=temp / "predictions",
-            selection=config.inference.selection, smallest_first=smallest_first,
+            selection=config.inference.selection, smallest_first=place.smallest_first,
         )  # fmt: skip
         record = supervisor.run()
     finally:
@@ -257,7 +285,7 @@ def run_kernel(
     report = build_report(
         mode=mode, profile=profile, budget=budget, record=record, sources=book.sources,
         tasks_total=len(tasks), resumed=resumed, gpus=gpus, submission_saved=not book.unsaved,
-        software=software, headline=headline, install=read_install_record(working),
+        software=software, headline=place.headline, install=read_install_record(working),
     )  # fmt: skip
     for line in write_report(report, working):
         log.info("%s", line)
