@@ -286,6 +286,7 @@ class Supervisor:
             task_id = event["task"]
             self.book.add(task_id, event["attempts"], event["source"])
             self.record.results[task_id] = event["stats"]
+            self.record.salvaged.pop(task_id, None)  # resumed after an engine failure, and finished
             slot.task = None
             stats = event["stats"]
             steps = (stats.get("train") or {}).get("steps", 0)
