@@ -275,11 +275,17 @@ def test_kernel_runs_survives_faults_and_resumes(kaggle_inputs, tmp_path):
     assert validate_submission(load_submission(working / "submission.json"), tasks) == []
 
 
+def inputs_without_the_model(root: Path, tmp_path: Path) -> Path:
+    """An input root with the module's competition and nothing else (tests add a model)."""
+    inputs = tmp_path / "input"
+    (inputs / "competitions").mkdir(parents=True)
+    (inputs / "competitions" / "arc-prize-2024").symlink_to(root / "input" / "competitions" / "arc-prize-2024")
+    return inputs
+
+
 def test_kernel_leaves_the_fallback_when_no_worker_can_start(kaggle_inputs, tmp_path):
     root, tasks = kaggle_inputs
-    broken = tmp_path / "input"
-    (broken / "competitions").mkdir(parents=True)
-    (broken / "competitions" / "arc-prize-2024").symlink_to(root / "input" / "competitions" / "arc-prize-2024")
+    broken = inputs_without_the_model(root, tmp_path)
     model = broken / "bad-model"
     model.mkdir()
     (model / "config.json").write_text('{"model_type": "llama"}')
@@ -449,9 +455,7 @@ def test_a_task_whose_worker_hangs_keeps_the_votes_it_left_on_disk(kaggle_inputs
 
 def test_a_user_error_in_a_rerun_exits_0_with_the_failure_first_in_the_report(kaggle_inputs, tmp_path):
     root, tasks = kaggle_inputs
-    broken = tmp_path / "input"
-    (broken / "competitions").mkdir(parents=True)
-    (broken / "competitions" / "arc-prize-2024").symlink_to(root / "input" / "competitions" / "arc-prize-2024")
+    broken = inputs_without_the_model(root, tmp_path)
     (broken / "arcsub-model").mkdir()
     (broken / "arcsub-model" / "arcsub.toml").write_text("[kernel]\nsmoke_taks = 2\n")  # a typo: a user error
     working = tmp_path / "working"

@@ -68,13 +68,13 @@ def offline_install(build: Path, *, echo: Callable[[str], None]) -> list[str]:
     overlay with arcsub's wheel; imports arcsub and the engines there. Returns what
     ``pip check`` says about the overlay."""
     from ..models.default import cache_root
-    from .venv import _run, arcsub_wheel, base_venv, install_offline, offline_pip_env, overlay_venv
+    from .venv import arcsub_wheel, base_venv, install_offline, offline_pip_env, overlay_venv, run_checked
 
     base = base_venv(build / WHEELS, cache=cache_root() / "bundle-venvs", fresh=True, echo=echo)
     with tempfile.TemporaryDirectory(prefix="arcsub-check-") as tmp:
         python = overlay_venv(base, Path(tmp) / "venv")
         install_offline(python, [arcsub_wheel(build / WHEELS)], "pip install arcsub's wheel")
-        done = _run([python, "-c", IMPORTS], "importing arcsub, torch, transformers, peft, vllm")
+        done = run_checked([python, "-c", IMPORTS], "importing arcsub, torch, transformers, peft, vllm")
         echo(f"offline install works: arcsub {done.stdout.split()[0]}, torch {done.stdout.split()[1]} import")
         broken = subprocess.run(
             [str(python), "-m", "pip", "check"], check=False, capture_output=True, text=True, env=offline_pip_env()

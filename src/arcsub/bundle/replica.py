@@ -37,6 +37,7 @@ from packaging.version import InvalidVersion, Version
 from ..errors import ArcsubError
 from ..io import exclusive_lock, write_json_atomic
 from .image_list import ImageList, Listed, base_requirements
+from .venv import run_checked
 
 REPLICAS = "image-replicas"
 STAMP = ".arcsub-replica.json"
@@ -287,11 +288,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def _run(command: list, what: str, env=None) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(c) for c in command], check=False, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise ReplicaError(f"{what} failed (exit {done.returncode}): {' | '.join(tail)}")
-    return done
+    return run_checked(command, what, env, error=ReplicaError)
 
 
 def copy_replica(replica: Path, dest: Path) -> Path:

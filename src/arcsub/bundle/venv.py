@@ -69,11 +69,12 @@ def site_packages(venv: Path) -> Path:
     return found[0]
 
 
-def _run(command: list, what: str, env=None) -> subprocess.CompletedProcess:
+def run_checked(command: list, what: str, env=None, *, error: type[ArcsubError] = VenvError):
+    """Run ``command``; ``error`` naming ``what`` and the last lines it printed when it fails."""
     done = subprocess.run([str(c) for c in command], check=False, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise VenvError(f"{what} failed (exit {done.returncode}): {' | '.join(tail)}")
+        raise error(f"{what} failed (exit {done.returncode}): {' | '.join(tail)}")
     return done
 
 
@@ -84,7 +85,7 @@ def base_python() -> str:
 
 def install_offline(python: Path, wheels: list[Path], what: str) -> None:
     command = [python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", *wheels]
-    _run(command, what, env=offline_pip_env())
+    run_checked(command, what, env=offline_pip_env())
 
 
 def base_venv(wheels: Path, *, cache: Path, fresh: bool = False, echo: Callable[[str], None] = print) -> Path:
@@ -100,7 +101,7 @@ def base_venv(wheels: Path, *, cache: Path, fresh: bool = False, echo: Callable[
         shutil.rmtree(venv)
     venv.parent.mkdir(parents=True, exist_ok=True)
     echo(f"installing {len(parts)} wheels offline into a fresh environment {venv} (a few minutes)")
-    _run([base_python(), "-m", "venv", venv], f"python -m venv {venv}")
+    run_checked([base_python(), "-m", "venv", venv], f"python -m venv {venv}")
     install_offline(python_of(venv), parts, f"pip install --no-index --no-deps ({len(parts)} wheels from {wheels})")
     (venv / READY_STAMP).write_text("\n".join(p.name for p in parts) + "\n")
     return venv
@@ -110,6 +111,6 @@ def overlay_venv(base: Path, dest: Path) -> Path:
     """A new environment at ``dest`` that sees ``base``'s packages; returns its python."""
     if dest.exists():
         shutil.rmtree(dest)
-    _run([base_python(), "-m", "venv", "--without-pip", dest], f"python -m venv {dest}")
+    run_checked([base_python(), "-m", "venv", "--without-pip", dest], f"python -m venv {dest}")
     (site_packages(dest) / BASE_LINK).write_text(str(site_packages(base)) + "\n")
     return python_of(dest)
