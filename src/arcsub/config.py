@@ -56,6 +56,7 @@ class AugmentConfig:
 FINETUNE_METHODS = ("lora", "full")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("cosine", "linear", "constant")
+PACKINGS = ("auto", "packed", "padded")
 ADAPTER_MODES = ("per_task", "shared")
 
 
@@ -82,6 +83,13 @@ class FinetuneConfig:
     # finding its scale is done again and does not move the schedule.
     scaler_init_scale: float = 65536.0
     grad_accum: int = 1  # batch size is 1 sequence; this many per optimizer step
+    # > 0: an optimizer step packs as many sequences as fit in this many tokens (at least
+    # one) into one forward pass instead of one sequence; 0: one sequence per step
+    tokens_per_step: int = 0
+    # how several sequences share a forward pass: packed (one row, positions restarting,
+    # no attention across sequences), padded (rows padded to the longest), auto: packed
+    # where the model's attention keeps packed sequences apart
+    packing: str = "auto"
     precision: str = "auto"  # auto: bf16 on CUDA with bf16, fp16 + grad scaler on other CUDA (T4), fp32 on CPU
     gradient_checkpointing: bool = False
     max_seq_len: int | None = None  # training sequence budget; default prompt.max_seq_len
@@ -113,6 +121,7 @@ class FinetuneConfig:
             "precision": PRECISIONS,
             "lr_schedule": LR_SCHEDULES,
             "adapter_mode": ADAPTER_MODES,
+            "packing": PACKINGS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -124,7 +133,7 @@ class FinetuneConfig:
         for key in ("learning_rate", "lora_alpha", "scaler_init_scale", "embedding_lr_scale"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be positive")
-        not_negative = ("steps", "warmup_steps", "weight_decay", "max_grad_norm")
+        not_negative = ("steps", "warmup_steps", "weight_decay", "max_grad_norm", "tokens_per_step")
         for key in not_negative + ("pairs_per_prompt", "variants", "val_tasks"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must not be negative")
@@ -134,6 +143,11 @@ class FinetuneConfig:
             raise ConfigError("finetune.target_modules is empty; name the modules to adapt, or use ['all-linear']")
         if self.max_seq_len is not None and self.max_seq_len < 16:
             raise ConfigError(f"finetune.max_seq_len = {self.max_seq_len}; it must be at least 16 tokens")
+        if self.tokens_per_step and self.grad_accum > 1:
+            raise ConfigError(
+                f"finetune.tokens_per_step = {self.tokens_per_step} with grad_accum = {self.grad_accum}: a packed step "
+                "is one forward pass; set grad_accum = 1 and raise tokens_per_step for more tokens per step"
+            )
         if self.use_dora and self.for_vllm:
             raise ConfigError(
                 "finetune.use_dora = true but vLLM cannot serve DoRA adapters; "

@@ -7,6 +7,9 @@
   1. stop if the deadline would pass during the step (``StepTimer``);
   2. ``grad_accum`` times: take an example, forward it under the precision's autocast,
      compute the loss on its labelled tokens only, backward (``accumulate_gradients``);
+     with ``finetune.tokens_per_step``, instead, take as many examples as fit in that
+     many tokens and put them through one forward pass (``packing.py``: the same loss
+     and gradients as one by one, fixed costs paid once);
   3. clip and step the optimizer, through the gradient scaler in fp16
      (``apply_gradients``); a NaN/inf loss or gradient skips the step, and after
      ``nan_patience`` such steps in a row the last weights known to give a finite loss
@@ -44,6 +47,7 @@ from ..console import progress_bar
 from ..errors import FinetuneError
 from ..prompts import IGNORE_INDEX, TokenizedPrompt
 from .model import trainable_in_fp32
+from .packing import StepDraw, batch_loss, packing_layout
 from .precision import Precision, resolve_precision
 from .result import STOP_DEADLINE, STOP_MAX_STEPS, STOP_NON_FINITE, TrainResult
 
@@ -94,6 +98,8 @@ def train_examples(
     state = TrainingState.start(model, examples, config, total, label, accelerator, resume_state)
     result, name = state.result, label or "finetune"
     draw = example_source(examples, config.seed, stream, state.process)
+    if config.tokens_per_step:
+        state.step_draw = StepDraw(draw, config.tokens_per_step, drawn=result.micro_steps)
     guard = NonFiniteGuard(state.named_params, config.nan_patience, config.snapshot_every)
     timer, steps_log = StepTimer(deadline), StepLog(name, total, config.log_every, state.is_main_process)
     started = time.time() - result.seconds
@@ -113,7 +119,10 @@ def train_examples(
             guard.offer_snapshot(result.steps)
             step_started = time.time()
             state.optimizer.zero_grad(set_to_none=True)
-            losses = accumulate_gradients(state, draw, config.grad_accum)
+            if state.step_draw is not None:
+                losses = packed_gradients(state)
+            else:
+                losses = accumulate_gradients(state, draw, config.grad_accum)
             finite = not state.agree(not all(math.isfinite(v) for v in losses))
             applied = finite and apply_gradients(state, config.max_grad_norm)
             seconds = time.time() - step_started
@@ -182,6 +191,8 @@ class TrainingState:
         self.precision, self.result, self.accelerator, self.device = precision, result, accelerator, device
         self.forward_model = accelerator.prepare_model(model) if accelerator is not None else model
         self.keep_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
+        self.step_draw: StepDraw | None = None  # finetune.tokens_per_step: several sequences per step
+        self.layout = "packed"
 
     @classmethod
     def start(cls, model, examples, config: FinetuneConfig, total: int, label: str, accelerator, resume_state):
@@ -208,6 +219,7 @@ class TrainingState:
         )
         result = TrainResult(label=label, precision=precision.name, total_steps=total)
         state = cls(model, named_params, optimizer, scheduler, scaler, precision, result, accelerator, device)
+        state.layout = packing_layout(model, config.packing)
         if resume_state is not None:
             state.load_state_dict(resume_state)
         return state
@@ -307,6 +319,20 @@ def accumulate_gradients(state: TrainingState, draw: Callable[[int], TokenizedPr
         losses.append(float(loss.detach()))
         result.tokens += len(example.input_ids)
     return losses
+
+
+def packed_gradients(state: TrainingState) -> list[float]:
+    """One forward and backward of the step's sequences together (``packing.py``); their
+    losses, NaN included."""
+    result = state.result
+    examples = state.step_draw.next_step()
+    result.micro_steps = state.step_draw.drawn
+    loss, per_sequence = batch_loss(
+        state.forward_model, examples, state.device, state.precision, state.layout, logits_to_keep=state.keep_logits
+    )  # fmt: skip
+    (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
+    result.tokens += sum(len(e.input_ids) for e in examples)
+    return [float(v) for v in per_sequence.detach()]
 
 
 OVERFLOW = "overflow"  # apply_gradients: the fp16 scaler skipped the update
