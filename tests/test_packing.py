@@ -137,3 +137,21 @@ def test_tokens_per_step_is_one_pass_and_named_when_misused():
         FinetuneConfig(tokens_per_step=4096, grad_accum=2)
     with pytest.raises(ConfigError, match="finetune.packing = 'rows'"):
         FinetuneConfig(packing="rows")
+
+
+@pytest.mark.parametrize("lever", ["fused_optimizer", "compile"])
+def test_the_fixed_cost_levers_train_the_same_weights(tiny_llama_path, default_tokenizer, lever):
+    """Each lever changes how a step runs, not what it computes: the same losses as the
+    plain packed step (compile: a padded row, bucketed; fused: one AdamW kernel)."""
+    from transformers import AutoModelForCausalLM
+
+    examples = prompts(default_tokenizer, learn_outputs=False)
+    budget = sum(len(e.input_ids) for e in examples)
+    base = {"steps": 3, "learning_rate": 1e-3, "warmup_steps": 0, "tokens_per_step": budget, "compile_bucket": 64}
+    losses = {}
+    for name, changes in (("plain", {}), (lever, {lever: True})):
+        torch.manual_seed(0)
+        model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32),
+                            FinetuneConfig(lora_rank=8))  # fmt: skip
+        losses[name] = train_examples(model, examples, FinetuneConfig(**base, **changes), progress=False).losses
+    assert losses[lever] == pytest.approx(losses["plain"], rel=1e-4)

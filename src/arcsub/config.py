@@ -90,6 +90,12 @@ class FinetuneConfig:
     # no attention across sequences), padded (rows padded to the longest), auto: packed
     # where the model's attention keeps packed sequences apart
     packing: str = "auto"
+    fused_optimizer: bool = False  # AdamW's fused kernel over the trainable weights (one launch, not one per tensor)
+    # torch.compile of the model for packed steps (tokens_per_step): each step's row is
+    # padded to a multiple of compile_bucket tokens, so a few shapes are compiled once and
+    # reused by every task (CUDA graphs on top, on CUDA)
+    compile: bool = False
+    compile_bucket: int = 512
     precision: str = "auto"  # auto: bf16 on CUDA with bf16, fp16 + grad scaler on other CUDA (T4), fp32 on CPU
     gradient_checkpointing: bool = False
     max_seq_len: int | None = None  # training sequence budget; default prompt.max_seq_len
@@ -126,7 +132,15 @@ class FinetuneConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)!r}; use one of {', '.join(allowed)}")
-        positive = ("lora_rank", "grad_accum", "nan_patience", "snapshot_every", "log_every", "eval_every")
+        positive = (
+            "lora_rank",
+            "grad_accum",
+            "nan_patience",
+            "snapshot_every",
+            "log_every",
+            "eval_every",
+            "compile_bucket",
+        )
         for key in positive + ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} = {getattr(self, key)}; it must be at least 1")
@@ -147,6 +161,11 @@ class FinetuneConfig:
             raise ConfigError(
                 f"finetune.tokens_per_step = {self.tokens_per_step} with grad_accum = {self.grad_accum}: a packed step "
                 "is one forward pass; set grad_accum = 1 and raise tokens_per_step for more tokens per step"
+            )
+        if self.compile and not self.tokens_per_step:
+            raise ConfigError(
+                "finetune.compile = true needs finetune.tokens_per_step > 0: compiled steps are packed rows padded "
+                "to buckets (one sequence per step would compile a new shape for every length)"
             )
         if self.use_dora and self.for_vllm:
             raise ConfigError(

@@ -193,6 +193,7 @@ class TrainingState:
         self.keep_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
         self.step_draw: StepDraw | None = None  # finetune.tokens_per_step: several sequences per step
         self.layout = "packed"
+        self.pad_to: int | None = None  # finetune.compile: packed rows padded to this multiple of tokens
 
     @classmethod
     def start(cls, model, examples, config: FinetuneConfig, total: int, label: str, accelerator, resume_state):
@@ -210,9 +211,7 @@ class TrainingState:
         trainable_in_fp32(model)  # the scaler and Adam need fp32 master weights
         device = accelerator.device if accelerator is not None else model_device(model)
         precision = resolve_precision(config.precision, device)
-        optimizer = torch.optim.AdamW(
-            parameter_groups(named_params, config), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
+        optimizer = make_optimizer(named_params, config)
         scheduler = make_scheduler(optimizer, config, total)
         scaler = (
             torch.amp.GradScaler(device.type, init_scale=config.scaler_init_scale) if precision.uses_scaler else None
@@ -220,9 +219,21 @@ class TrainingState:
         result = TrainResult(label=label, precision=precision.name, total_steps=total)
         state = cls(model, named_params, optimizer, scheduler, scaler, precision, result, accelerator, device)
         state.layout = packing_layout(model, config.packing)
+        if config.compile:
+            state.compile_forward(config.compile_bucket)
         if resume_state is not None:
             state.load_state_dict(resume_state)
         return state
+
+    def compile_forward(self, bucket: int) -> None:
+        """``torch.compile`` the forward pass; packed rows are padded to multiples of
+        ``bucket`` tokens so the shapes repeat across steps and tasks. CUDA graphs on CUDA
+        (static shapes), the default inductor mode elsewhere."""
+        import torch
+
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self.forward_model = torch.compile(self.forward_model, dynamic=False, mode=mode)
+        self.pad_to = bucket
 
     @property
     def is_main_process(self) -> bool:
@@ -288,6 +299,20 @@ def parameter_groups(named_params, config: FinetuneConfig) -> list[dict]:
     return [{"params": rest}, {"params": embedding, "lr": config.learning_rate * config.embedding_lr_scale}]
 
 
+def make_optimizer(named_params, config: FinetuneConfig):
+    """AdamW over the trainable weights; ``finetune.fused_optimizer``: its fused kernel
+    (one launch for all the adapter's small tensors instead of several per tensor)."""
+    import torch
+
+    fused = {"fused": True} if config.fused_optimizer else {}
+    try:
+        return torch.optim.AdamW(
+            parameter_groups(named_params, config), lr=config.learning_rate, weight_decay=config.weight_decay, **fused
+        )  # fmt: skip
+    except RuntimeError as exc:  # a device or dtype the fused kernel does not support
+        raise FinetuneError(f"finetune.fused_optimizer = true: {exc}; set it false on this device") from None
+
+
 def make_scheduler(optimizer, config: FinetuneConfig, total: int):
     """Linear warm-up from 0 over ``warmup_steps``, then ``lr_schedule`` to ``total``."""
     from transformers import get_scheduler
@@ -328,7 +353,8 @@ def packed_gradients(state: TrainingState) -> list[float]:
     examples = state.step_draw.next_step()
     result.micro_steps = state.step_draw.drawn
     loss, per_sequence = batch_loss(
-        state.forward_model, examples, state.device, state.precision, state.layout, logits_to_keep=state.keep_logits
+        state.forward_model, examples, state.device, state.precision, state.layout,
+        logits_to_keep=state.keep_logits, pad_to=state.pad_to,
     )  # fmt: skip
     (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
     result.tokens += sum(len(e.input_ids) for e in examples)

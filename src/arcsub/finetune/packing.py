@@ -78,16 +78,27 @@ def _labelled(example: TokenizedPrompt) -> list[int]:
     return positions
 
 
-def batch_loss(model, examples: Sequence[TokenizedPrompt], device, precision, layout: str, *, logits_to_keep=True):
+def batch_loss(
+    model,
+    examples: Sequence[TokenizedPrompt],
+    device,
+    precision,
+    layout: str,
+    *,
+    logits_to_keep=True,
+    pad_to: int | None = None,
+):
     """The mean over ``examples`` of each one's mean loss on its labelled tokens, from
-    one forward pass (``layout``: packed or padded); returns (loss, per-sequence losses)."""
+    one forward pass (``layout``: packed or padded); returns (loss, per-sequence losses).
+    ``pad_to``: a packed row and its kept logits are padded to multiples of this (a
+    filler sequence with no labels, sharing no attention), so compiled shapes repeat."""
     import torch
     import torch.nn.functional as F
 
     autocast = (
         torch.autocast(device.type, dtype=precision.autocast_dtype) if precision.autocast_dtype else nullcontext()
     )
-    rows = _packed(examples) if layout == "packed" else _padded(examples)
+    rows = _packed(examples, pad_to) if layout == "packed" else _padded(examples)
     inputs, keep, targets, owner = (torch.tensor(v, device=device) for v in rows[:4])
     extra = {k: torch.tensor(v, device=device) for k, v in rows[4].items()}
     with autocast:
@@ -95,14 +106,14 @@ def batch_loss(model, examples: Sequence[TokenizedPrompt], device, precision, la
             logits = model(input_ids=inputs, logits_to_keep=keep[1], use_cache=False, **extra).logits[0]
         else:
             logits = model(input_ids=inputs, use_cache=False, **extra).logits[keep[0], keep[1]]
-    token_losses = F.cross_entropy(logits.float(), targets, reduction="none")
-    count = len(examples)
+    token_losses = F.cross_entropy(logits.float(), targets, reduction="none", ignore_index=IGNORE_INDEX)
+    count = len(examples) + 1  # the last bin holds the filler's kept positions (no loss)
     sums = torch.zeros(count, device=device).index_add_(0, owner, token_losses)
-    per_sequence = sums / torch.bincount(owner, minlength=count)
+    per_sequence = (sums / torch.bincount(owner, minlength=count).clamp(min=1))[:-1]
     return per_sequence.mean(), per_sequence
 
 
-def _packed(examples: Sequence[TokenizedPrompt]):
+def _packed(examples: Sequence[TokenizedPrompt], pad_to: int | None = None):
     """One row: ids, (row, position) of each logit kept, targets, owner, position ids."""
     ids, positions, keep, targets, owner = [], [], [], [], []
     for index, example in enumerate(examples):
@@ -113,6 +124,14 @@ def _packed(examples: Sequence[TokenizedPrompt]):
         keep += [offset + i - 1 for i in labelled]  # the logit at i-1 predicts token i
         targets += [example.labels[i] for i in labelled]
         owner += [index] * len(labelled)
+    if pad_to:
+        filler = -len(ids) % pad_to
+        ids += [0] * filler
+        positions += range(filler)  # a sequence of its own: no attention to or from the others
+        extra = -len(keep) % pad_to
+        keep += [0] * extra
+        targets += [IGNORE_INDEX] * extra
+        owner += [len(examples)] * extra
     return [ids], [[0] * len(keep), keep], targets, owner, {"position_ids": [positions]}
 
 
