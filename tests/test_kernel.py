@@ -130,9 +130,9 @@ ASK = InferenceAsk(tests=1, augmentations=8, candidates=4, score_augmentations=4
 
 
 def measured_costs(prompt_s: float = 2.0, answer_s: float | None = 0.5) -> CostModel:
-    """1 s per step; ``prompt_s`` per step-1 prompt and ``answer_s`` per scored answer, at 100 cells."""
+    """1 s per step of 100 tokens; ``prompt_s`` per step-1 prompt and ``answer_s`` per scored answer, at 100 cells."""
     costs = CostModel()
-    costs.record_training(cells=100, steps=10, seconds=10.0)
+    costs.record_training(tokens=1000, steps=10, seconds=10.0)
     work = {"sample": (8, 8 * prompt_s)}
     if answer_s is not None:
         work["score"] = (16, 16 * answer_s)
@@ -142,7 +142,7 @@ def measured_costs(prompt_s: float = 2.0, answer_s: float | None = 0.5) -> CostM
 
 def test_plan_buys_the_configured_inference_when_it_fits_and_trains_the_rest():
     settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2, infer_share=0.5)
-    plan = plan_task(100, 120.0, measured_costs(), settings, fine_tune=True, ask=ASK, now=0)
+    plan = plan_task(100, 120.0, measured_costs(), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
     # 8 prompts x 2 s + 4 candidates x 4 augmentations x 0.5 s = 24 s, within 60 s
     assert (plan.augmentations, plan.candidates, plan.infer_s) == (8, 4, pytest.approx(24.0))
     assert plan.steps == 96 and plan.train_deadline == pytest.approx(96.0) and plan.deadline == 120.0
@@ -151,16 +151,18 @@ def test_plan_buys_the_configured_inference_when_it_fits_and_trains_the_rest():
 def test_plan_fills_the_inference_share_prompts_first_then_candidates():
     settings = KernelConfig(min_steps=4, max_steps=1000, min_augmentations=2, infer_share=0.5)
     # 40 s of inference: 8 prompts (16 s), then 3 candidates of 8 s each (24 s of the 24 left)
-    plan = plan_task(100, 80.0, measured_costs(answer_s=2.0), settings, fine_tune=True, ask=ASK, now=0)
+    plan = plan_task(100, 80.0, measured_costs(answer_s=2.0), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
     assert (plan.augmentations, plan.candidates) == (8, 3) and "3 of 4 candidates" in plan.reason
     assert plan.steps == 40
     # 20 s: 8 prompts fit, one candidate would be left, so none is scored
-    plan = plan_task(100, 40.0, measured_costs(answer_s=0.75), settings, fine_tune=True, ask=ASK, now=0)
+    plan = plan_task(
+        100, 40.0, measured_costs(answer_s=0.75), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0
+    )
     assert (plan.augmentations, plan.candidates, plan.scoring) == (8, 0, False)
     # 10 s: 5 prompts, no scoring; never fewer than kernel.min_augmentations
-    plan = plan_task(100, 20.0, measured_costs(), settings, fine_tune=True, ask=ASK, now=0)
+    plan = plan_task(100, 20.0, measured_costs(), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
     assert (plan.augmentations, plan.candidates) == (5, 0) and "5 of 8 prompts" in plan.reason
-    plan = plan_task(100, 2.0, measured_costs(), settings, fine_tune=True, ask=ASK, now=0)
+    plan = plan_task(100, 2.0, measured_costs(), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
     assert (plan.augmentations, plan.steps) == (2, 0)
 
 
@@ -172,13 +174,25 @@ def test_plan_without_fine_tuning_gives_inference_the_whole_slice():
 
 def test_plan_before_any_measurement_and_before_any_scoring():
     settings = KernelConfig(min_steps=4, max_steps=1000, train_share=0.6)
-    unmeasured = plan_task(100, 100.0, CostModel(), settings, fine_tune=True, ask=ASK, now=0)
+    unmeasured = plan_task(100, 100.0, CostModel(), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
     assert unmeasured.train_deadline == pytest.approx(60.0)  # kernel.train_share before any measurement
     assert (unmeasured.augmentations, unmeasured.candidates) == (8, 4)
     # sampled but never scored: an answer is priced as a prompt (2 s): 16 s + 3 x 8 s in 40 s
     plan = plan_task(100, 80.0, measured_costs(answer_s=None), KernelConfig(infer_share=0.5), fine_tune=True,
                      ask=ASK, now=0)  # fmt: skip
     assert (plan.augmentations, plan.candidates) == (8, 3)
+
+
+def test_a_training_step_is_priced_by_the_tokens_it_carries():
+    """One sequence or several packed (finetune.tokens_per_step): a step's cost is fitted
+    against its tokens, so a task whose steps carry 4x the tokens buys fewer of them."""
+    costs = CostModel()
+    costs.record_training(tokens=2000, steps=4, seconds=4.0)  # 500-token steps: 1 s
+    costs.record_training(tokens=8000, steps=4, seconds=12.0)  # 2000-token steps: 3 s
+    settings = KernelConfig(min_steps=1, max_steps=1000, train_share=0.6)
+    short = plan_task(100, 100.0, costs, settings, fine_tune=True, ask=ASK, step_tokens=500, now=0)
+    packed = plan_task(100, 100.0, costs, settings, fine_tune=True, ask=ASK, step_tokens=2000, now=0)
+    assert (short.steps, packed.steps) == (60, 20)  # 60 s of training (before inference is measured)
 
 
 def test_cost_model_learns_from_requests_that_finished_even_when_cut():

@@ -155,3 +155,16 @@ def test_the_fixed_cost_levers_train_the_same_weights(tiny_llama_path, default_t
                             FinetuneConfig(lora_rank=8))  # fmt: skip
         losses[name] = train_examples(model, examples, FinetuneConfig(**base, **changes), progress=False).losses
     assert losses[lever] == pytest.approx(losses["plain"], rel=1e-4)
+
+
+def test_a_steps_expected_tokens_follow_the_packing_budget(default_tokenizer):
+    from arcsub.finetune import expected_step_tokens
+
+    task = load_tasks("arc1/training[0d3d703e]").tasks[0]
+    config = Config()
+    one = expected_step_tokens(task, default_tokenizer, config)
+    assert 100 < one < 400  # a leave-one-out prompt of 3x3 grids
+    config.finetune.tokens_per_step = 4096
+    assert expected_step_tokens(task, default_tokenizer, config) == pytest.approx(4096 - one / 2)
+    config.finetune.tokens_per_step = 64  # below one sequence: a step still carries one
+    assert expected_step_tokens(task, default_tokenizer, config) == pytest.approx(one)

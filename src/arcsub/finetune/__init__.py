@@ -28,6 +28,9 @@ The public entry
         data with a fresh augmentation per step (``data.py``); a task whose smallest
         prompt does not fit comes back with ``stop_reason == "skipped"``
   ``train_tasks(...)``  the above for many tasks, adapters saved (``ttft.py``)
+  ``expected_step_tokens(task, tokenizer, config)``  the tokens a step of that task will
+        carry (one sequence, or a packed ``finetune.tokens_per_step``): what the
+        kernel prices a step by
   ``save_adapter(model, dir)``  a peft adapter folder vLLM's ``LoRARequest`` loads,
         written atomically; ``save_merged(model, tokenizer, dir)`` the adapter merged
         into full weights; ``load_adapter(base_model, dir)`` (``adapters.py``)
@@ -51,7 +54,7 @@ from .adapters import load_adapter, save_adapter, save_merged
 from .loop import train_examples
 from .model import attach_lora, load_for_training, restore_trainable, trainable_state
 from .result import STOP_DEADLINE, STOP_MAX_STEPS, STOP_NON_FINITE, STOP_SKIPPED, TrainResult
-from .ttft import train_task, train_tasks
+from .ttft import expected_step_tokens, train_task, train_tasks
 
 __all__ = [
     "STOP_DEADLINE",
@@ -60,6 +63,7 @@ __all__ = [
     "STOP_SKIPPED",
     "TrainResult",
     "attach_lora",
+    "expected_step_tokens",
     "load_adapter",
     "load_for_training",
     "restore_trainable",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +94,20 @@ def train_task(
         result.message = "left out: " + "; ".join(f"{tid}: {why}" for tid, why in data.skipped.items())
     log.info("%s", result.summary())
     return result
+
+
+def expected_step_tokens(task: Task, tokenizer, config: Config, draws: int = 4) -> float:
+    """Tokens a training step of ``task`` will carry: its leave-one-out prompts' mean
+    length (a few drawn, as training draws them), or with ``finetune.tokens_per_step``
+    what packing fills (the budget less half a sequence on average, at least one). The
+    kernel prices a step by this; 0 when the task has nothing to train on."""
+    data = LeaveOneOut([task], PromptBuilder(config.prompt, tokenizer), config)
+    if not len(data):
+        return 0.0
+    rng = random.Random(config.finetune.seed)
+    typical = sum(len(data(i, rng).input_ids) for i in range(draws)) / draws
+    budget = config.finetune.tokens_per_step
+    return max(typical, budget - typical / 2) if budget else typical
 
 
 def train_tasks(

@@ -71,7 +71,8 @@ def task_slice(weight: float, waiting_weight: float, now: float, deadline: float
 
 
 class LinearCost:
-    """Seconds as ``a + b * cells``, fitted to a worker's own measurements.
+    """Seconds as ``a + b * size``, fitted to a worker's own measurements (the size is a
+    task's cells for inference, the tokens a step carries for training).
 
     One measurement cannot tell fixed cost from cost per cell: for smaller tasks it is
     split half and half, for larger ones it scales with the size (no fixed part), which
@@ -92,27 +93,28 @@ class LinearCost:
     def known(self) -> bool:
         return bool(self.points)
 
-    def add(self, cells: float, seconds: float) -> None:
-        if cells > 0 and seconds > 0:
-            self.points = (self.points + [(float(cells), float(seconds))])[-self.keep :]
+    def add(self, size: float, seconds: float) -> None:
+        if size > 0 and seconds > 0:
+            self.points = (self.points + [(float(size), float(seconds))])[-self.keep :]
 
-    def predict(self, cells: float) -> float:
+    def predict(self, size: float) -> float:
         xs, ys = [p[0] for p in self.points], [p[1] for p in self.points]
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
         spread = sum((x - mean_x) ** 2 for x in xs)
         if max(xs) - min(xs) < self.MIN_SPREAD * mean_x:
-            return mean_y * max(0.5 + 0.5 * cells / mean_x, cells / mean_x)
+            return mean_y * max(0.5 + 0.5 * size / mean_x, size / mean_x)
         slope = max(0.0, sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread)
         fixed = max(0.0, mean_y - slope * mean_x)
-        floor = min(y / x for x, y in self.points) * cells
-        return max(fixed + slope * cells, floor)
+        floor = min(y / x for x, y in self.points) * size
+        return max(fixed + slope * size, floor)
 
 
 @dataclass
 class CostModel:
-    """Measured costs of one worker against a task's size in cells: a fine-tuning step;
-    step 1 at the configured prompt count; one step-2 scored answer (a candidate under
-    one augmentation).
+    """Measured costs of one worker: a fine-tuning step against the tokens it carries
+    (one sequence, or several packed: ``finetune.tokens_per_step``); against a task's
+    size in cells, step 1 at the configured prompt count and one step-2 scored answer (a
+    candidate under one augmentation).
 
     Step 1 is priced as a whole at the configured prompt count; a step that ran fewer
     prompts (planned or cut) is scaled up as if every prompt cost alike. On a CPU they
@@ -126,9 +128,10 @@ class CostModel:
     sample: LinearCost = field(default_factory=LinearCost)
     answer: LinearCost = field(default_factory=LinearCost)
 
-    def record_training(self, cells: int, steps: int, seconds: float) -> None:
+    def record_training(self, tokens: int, steps: int, seconds: float) -> None:
+        """``steps`` steps that carried ``tokens`` in all took ``seconds``."""
         if steps > 0:
-            self.step.add(cells, seconds / steps)
+            self.step.add(tokens / steps, seconds / steps)
 
     def record_inference(self, cells: int, work: dict[str, tuple[int, float]], full_prompts: int) -> None:
         """``work``: ``{"sample": (prompts done, seconds), "score": (answers done, seconds)}``;
@@ -227,9 +230,11 @@ def plan_task(
     *,
     fine_tune: bool,
     ask: InferenceAsk,
+    step_tokens: float = 0.0,
     now: float | None = None,
 ) -> TaskPlan:
-    """What one task's slice buys (see the module docstring)."""
+    """What one task's slice buys (see the module docstring); ``step_tokens``: the
+    tokens each of its training steps will carry (``finetune.expected_step_tokens``)."""
     now = time.time() if now is None else now
     deadline = now + slice_s
     if costs.sample.known:
@@ -244,7 +249,7 @@ def plan_task(
         if not costs.step.known:
             steps = settings.max_steps  # the worker measures a probe first (worker.fine_tune_task)
         else:
-            steps = min(settings.max_steps, int(train_s / costs.step.predict(cells)))
+            steps = min(settings.max_steps, int(train_s / costs.step.predict(step_tokens)))
             if steps < settings.min_steps:
                 reason = reason or f"{steps} steps affordable, fewer than kernel.min_steps"
                 steps = 0

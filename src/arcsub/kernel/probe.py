@@ -143,9 +143,10 @@ def _train(task, config, model, tokenizer, initial, folder: Path, costs: CostMod
     if trained.stop_reason == STOP_SKIPPED or trained.steps == 0:
         facts["message"] = trained.message
         return None, facts
-    if trained.steps > 1:
-        costs.record_training(task.cells, trained.steps - 1, trained.seconds - trained.max_step_seconds)
+    if trained.steps > 1:  # the slowest step (the first: allocations, kernels) left out
+        tokens = trained.tokens * (trained.steps - 1) / trained.steps
+        costs.record_training(tokens, trained.steps - 1, trained.seconds - trained.max_step_seconds)
     else:
-        costs.record_training(task.cells, trained.steps, trained.seconds)
+        costs.record_training(trained.tokens, trained.steps, trained.seconds)
     target = save_adapter(model, folder, result=trained, half=True)
     return str(target), facts

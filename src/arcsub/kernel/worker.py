@@ -47,7 +47,15 @@ from pathlib import Path
 
 from ..config import load_config
 from ..console import show_arcsub_lines
-from ..finetune import STOP_SKIPPED, load_for_training, restore_trainable, save_adapter, train_task, trainable_state
+from ..finetune import (
+    STOP_SKIPPED,
+    expected_step_tokens,
+    load_for_training,
+    restore_trainable,
+    save_adapter,
+    train_task,
+    trainable_state,
+)
 from ..finetune.model import training_lora_rank
 from ..inference import RunStore, infer, make_backend, select_attempts
 from ..models.loading import load_tokenizer
@@ -153,8 +161,10 @@ class Worker:
                 adapter = resume["adapter"]
                 self.backend.add_adapter(adapter)
         else:
+            step_tokens = expected_step_tokens(task, self.tokenizer, self.config) if self.fine_tune else 0.0
             plan = plan_task(
-                task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune, ask=ask
+                task.cells, deadline - started, self.costs, self.config.kernel, fine_tune=self.fine_tune, ask=ask,
+                step_tokens=step_tokens,
             )  # fmt: skip
             stats = {"plan": plan.to_dict(), "cells": task.cells}
             if plan.steps > 0:
@@ -248,7 +258,7 @@ class Worker:
         stats["final_loss"] = result.losses[-1] if result.losses else None
         if result.stop_reason == STOP_SKIPPED or result.steps == 0:
             return None, stats
-        self.costs.record_training(task.cells, result.steps, result.seconds)
+        self.costs.record_training(result.tokens, result.steps, result.seconds)
         target = save_adapter(self.model, Path(self.spec.adapters_dir) / task.id, result=result, half=True)
         self.backend.add_adapter(str(target))
         return str(target), stats
