@@ -195,6 +195,33 @@ def test_a_training_step_is_priced_by_the_tokens_it_carries():
     assert (short.steps, packed.steps) == (60, 20)  # 60 s of training (before inference is measured)
 
 
+@pytest.mark.parametrize(
+    ("model", "tokens", "needed"),
+    [
+        ("Qwen2.5-0.5B-Instruct", 5745, True),
+        ("Qwen2.5-0.5B-Instruct", 1545, False),
+        ("SmolLM2-135M-Instruct", 5745, False),
+    ],
+)
+def test_gradient_checkpointing_is_turned_on_only_where_a_step_would_not_fit_a_t4(model, tokens, needed):
+    """Qwen2.5-0.5B at a 5.6k-token prompt does not fit beside vLLM's share of a T4
+    without it (arcsub profile compare's estimate); a median prompt, or SmolLM2-135M, does."""
+    from arcsub.config import Config
+    from arcsub.kernel.plan import checkpointing_needed
+    from arcsub.models.registry import get_candidate
+
+    t4 = load_profile("arc-prize-2024")
+    config = Config()
+    config.prompt.max_seq_len = tokens
+    why = checkpointing_needed(get_candidate(model).config, config, t4.machine.gpu_memory_gb,
+                               1 - t4.plan.vllm_memory_share)  # fmt: skip
+    assert (why is not None) == needed
+    if needed:
+        assert f"a training step of {tokens} tokens needs about" in why
+        config.finetune.gradient_checkpointing = True  # already on: nothing to say
+        assert checkpointing_needed(get_candidate(model).config, config, 15.0, 0.65) is None
+
+
 def test_cost_model_learns_from_requests_that_finished_even_when_cut():
     costs = CostModel()
     # step 1 cut after 4 of 8 prompts, scoring after 5 answers

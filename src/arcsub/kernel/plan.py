@@ -29,7 +29,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from ..config import KernelConfig
+from ..config import Config, KernelConfig
+from ..models import config_facts as facts
 
 
 @dataclass
@@ -261,4 +262,25 @@ def plan_task(
         candidates=candidates,
         infer_s=infer_s,
         reason=reason,
+    )
+
+
+def checkpointing_needed(model_cfg: dict, config: Config, gpu_memory_gb: float, training_share: float) -> str | None:
+    """Why gradient checkpointing must be on for the longest step to fit what training
+    gets of one GPU (None when it fits without, or cannot be told). The longest step
+    carries ``finetune.tokens_per_step`` tokens or one sequence of the training budget;
+    memory is ``config_facts.lora_training_bytes``' estimate, the one ``arcsub profile``
+    prints. Checkpointing recomputes each layer in the backward pass (about a third more
+    compute), so it is turned on only when the estimate says the step would not fit."""
+    ft = config.finetune
+    if ft.gradient_checkpointing or ft.method != "lora":
+        return None
+    tokens = max(ft.tokens_per_step, ft.max_seq_len or config.prompt.max_seq_len)
+    room = training_share * gpu_memory_gb * 1e9
+    plain = facts.lora_training_bytes(model_cfg, tokens, lora_rank=ft.lora_rank)
+    if plain is None or plain <= room:
+        return None
+    return (
+        f"a training step of {tokens} tokens needs about {plain / 1e9:.1f} GB without gradient checkpointing, "
+        f"training gets {room / 1e9:.1f} GB of the {gpu_memory_gb:g} GB GPU"
     )

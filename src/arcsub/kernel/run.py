@@ -31,9 +31,10 @@ from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
 from ..errors import ArcsubError
 from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
+from ..models.loading import read_config
 from ..tasks import Task, load_tasks
 from .inputs import find_inputs, is_placeholder
-from .plan import Budget
+from .plan import Budget, checkpointing_needed
 from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile_for_slug
 from .report import build_report, write_failure_report, write_report
 from .results import SubmissionBook
@@ -92,6 +93,19 @@ def on_the_cpu(config: Config) -> Config:
     """The settings for CPU workers on a GPU machine whose GPUs cannot be used: the
     kaggle set's vLLM is a CUDA build, so transformers serves."""
     return dataclasses.replace(config, inference=dataclasses.replace(config.inference, backend="transformers"))
+
+
+def with_checkpointing_if_needed(config: Config, profile: CompetitionProfile, model_dir: Path) -> Config:
+    """Gradient checkpointing on when the longest training step would not fit beside the
+    engine's share of a GPU (``plan.checkpointing_needed``); said in one line."""
+    machine = profile.machine
+    why = checkpointing_needed(
+        read_config(model_dir), config, machine.gpu_memory_gb, 1 - profile.plan.vllm_memory_share
+    )
+    if why is None:
+        return config
+    log.info("gradient checkpointing on: %s", why)
+    return dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, gradient_checkpointing=True))
 
 
 def cpu_worker_count(most: int) -> int:
@@ -250,6 +264,8 @@ def run_kernel(
     config, device, workers, environ = place.config, place.device, place.workers, place.environ
     if inputs.model_dir is None:
         raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
+    if device == "cuda":
+        config = with_checkpointing_if_needed(config, profile, inputs.model_dir)
 
     if config.kernel.profile_machine:
         return profile_machine(inputs.model_dir, config, device, working, gpus, start)

@@ -174,6 +174,51 @@ def kv_cache_bytes_per_token(cfg: Config, bytes_per_value: int = 2) -> int | Non
     return 2 * sum(kv for _, kv in heads) * dim * bytes_per_value
 
 
+GIB = 1 << 30
+CUDA_CONTEXT_BYTES = GIB
+ANSWER_TOKENS_TRAINED = 145  # median answer of arc1/evaluation (minimal codec)
+
+
+def lora_parameters(cfg: Config, rank: int) -> int | None:
+    """LoRA A and B on every linear layer of a llama-like block (q, k, v, o, gate, up, down)."""
+    heads, hidden, dim = layer_heads(cfg), hidden_size(cfg), head_dim(cfg)
+    if None in (heads, hidden, dim) or cfg.get("model_type") == "openelm":
+        return None
+    inter = cfg.get("intermediate_size") or 4 * hidden
+    total = 0
+    for q, kv in heads:
+        shapes = [(hidden, q * dim), (hidden, kv * dim), (hidden, kv * dim), (q * dim, hidden)]
+        shapes += [(hidden, inter), (hidden, inter), (inter, hidden)]
+        total += sum(rank * (a + b) for a, b in shapes)
+    return total
+
+
+def activation_bytes_per_token(cfg: Config, *, checkpointing: bool = False) -> int | None:
+    """Activations a LoRA training step keeps per token for the backward pass (fp16
+    autocast, fp32 norms, attention scores not stored): every layer's, or with gradient
+    checkpointing each layer's input (fp16) plus one layer's while it is recomputed. Rough."""
+    hidden, layers = hidden_size(cfg), num_layers(cfg)
+    if hidden is None or layers is None:
+        return None
+    per_layer = 32 * hidden + 8 * (cfg.get("intermediate_size") or 4 * hidden)
+    return layers * 2 * hidden + per_layer if checkpointing else layers * per_layer
+
+
+def lora_training_bytes(
+    cfg: Config, tokens: int, *, lora_rank: int, bytes_per_value: int = 2, checkpointing: bool = False
+) -> int | None:
+    """Peak GPU memory of a LoRA training step of ``tokens`` tokens: the frozen weights, 16
+    bytes per LoRA weight (fp32 weight, gradient, 2 Adam moments), the CUDA context, the
+    answer's logits, and the activations (``activation_bytes_per_token``). Rough: it is
+    the analytic estimate ``arcsub profile`` prints, a measured profile is better."""
+    params, lora = count_parameters(cfg), lora_parameters(cfg, lora_rank)
+    activations, vocab = activation_bytes_per_token(cfg, checkpointing=checkpointing), cfg.get("vocab_size")
+    if None in (params, lora, activations, vocab):
+        return None
+    fixed = bytes_per_value * params + 16 * lora + CUDA_CONTEXT_BYTES + 3 * 4 * vocab * ANSWER_TOKENS_TRAINED
+    return fixed + tokens * activations
+
+
 def tensor_parallel_blockers(cfg: Config, size: int) -> list[str] | None:
     """Why vLLM would refuse ``tensor_parallel_size=size`` (empty: it would not).
 
