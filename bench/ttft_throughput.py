@@ -143,7 +143,9 @@ def parse_args(argv=None):
     if args.sequences < 2:
         p.error("--sequences: a packed step needs at least 2 sequences")
     if min(args.tokens) < args.sequences * (args.answer + 8):
-        p.error(f"--tokens {min(args.tokens)}: too few for {args.sequences} sequences of {args.answer} answer tokens")
+        p.error(
+            f"--tokens {min(args.tokens)}: too few for {args.sequences} sequences of {args.answer} answer tokens; lower --answer or --sequences"
+        )
     return args
 
 
@@ -326,7 +328,7 @@ def say(message: str) -> None:
 def table(rows: list[dict], models: list[str]) -> str:
     """The rows by model (as listed), tokens per step, then variant (as in ``VARIANTS``)."""
     head = ("model", "layers", "tokens/step", "sequences", "variant", "s/step", "first step s", "tokens/s",
-            "% of bound", "vs reference", "peak memory")  # fmt: skip
+            "sequences/s", "% of bound", "vs reference", "peak memory")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     index = {(r["model"], r["tokens_per_step"], r["variant"]): r for r in rows}
     order = list(VARIANTS)
@@ -344,7 +346,8 @@ def table(rows: list[dict], models: list[str]) -> str:
         memory = f"{r['peak_memory_bytes'] / 1e9:.2f} GB" if "peak_memory_bytes" in r else "-"
         bound = f"{r['bound_fraction']:.1%}" if r.get("bound_fraction") is not None else "-"
         cells = [r["model"], r["layers"], r["tokens_per_step"], sequences, r["variant"], f"{r['median_s']:.3f}",
-                 f"{r['first_step_s']:.2f}", f"{r['tokens_per_s']:.0f}", bound, versus, memory]  # fmt: skip
+                 f"{r['first_step_s']:.2f}", f"{r['tokens_per_s']:.0f}", f"{r['sequences_per_s']:.3g}", bound, versus,
+                 memory]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -367,8 +370,9 @@ def write_outputs(out: Path, report: dict) -> str:
     where = f"{m['device_name']}" + (f" (driver {m.get('driver')}, CUDA {m.get('cuda')})" if m.get("cuda") else "")
     lines = [
         f"ttft_throughput: {where}, torch {m['torch']}, transformers {m['transformers']}, {m['date']}; "
-        f"{m['cores']} cores, {m.get('ram_gb', '?')} GB RAM, load average {m.get('load_average', '?')} at the start; "
-        f"precision {report['settings']['precision']}, LoRA r={report['settings']['lora_rank']} on all linear layers"
+        f"{m['cores']} cores, {m.get('ram_gb', '?')} GB RAM, load average {m.get('load_average', '?')} at the start"
+        + (f", {m['load_average_end']} at the end; " if m.get("load_average_end") is not None else "; ")
+        + f"precision {report['settings']['precision']}, LoRA r={report['settings']['lora_rank']} on all linear layers"
         + ("; QUICK dry run: tiny 2-layer shapes, not a benchmark" if report["settings"]["quick"] else ""),
         f"bound: {report['flop_formula']}; peak used: {report['peak_note']}",
         f"elapsed {report['elapsed_s']:.0f} s" + (" (cut short by --budget-s)" if report.get("cut_short") else ""),
@@ -426,6 +430,7 @@ def main(argv=None) -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()  # the corpus is tokenized past the stand-in's window: said once, harmless
+    transformers.logging.disable_progress_bar()  # one line per variant is the progress here
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -526,6 +531,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     report["elapsed_s"] = time.time() - started
     report["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    report["machine"]["load_average_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     print(write_outputs(out, report))
     return 0
 

@@ -63,6 +63,7 @@ def test_every_row_is_measured_or_says_why_not(dry_run):
             assert min(row["sequences"]) < max(row["sequences"])
         assert row["layers"] == 2 and row["answer_tokens"] == sum(min(8, n - 1) for n in row["sequences"])
         assert row["tokens_per_s"] == pytest.approx(key[1] / row["median_s"])
+        assert row["sequences_per_s"] == pytest.approx(len(row["sequences"]) / row["median_s"])
         assert row["bound_fraction"] == pytest.approx(row["flops"] / report["peak_flops"] / row["median_s"])
     # a packed step carries an answer per sequence
     for model in MODELS:
@@ -82,7 +83,7 @@ def test_the_table_has_a_line_per_row_with_its_reference(dry_run):
     text = (out / "ttft_throughput.md").read_text()
     assert text.strip() in stdout
     assert "QUICK dry run" in text and "peak used:" in text and "fixed-cost fit over the baseline rows" in text
-    header = "| model | layers | tokens/step | sequences | variant | s/step | first step s | tokens/s | % of bound "
+    header = "| model | layers | tokens/step | sequences | variant | s/step | first step s | tokens/s | sequences/s "
     assert header in text
     lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| model")]
     assert len(lines) == len(MODELS) * 2 * len(VARIANTS)

@@ -233,7 +233,9 @@ def train_overhead_note(spec: Accelerator, layers: int, fit: StepCostFit | None,
         f"{fit.layer_s * 1e3:.3g} ms × {layers} layers, fitted on {fit.device} ({fit.date[:10]}, {fit.points} steps "
         f"of {models}; rms error {fit.rms_rel_error:.0%})"
     )
-    if not own_device:
+    if not own_device and fit.is_cpu:
+        text += f"; carried to this {spec.name}: an assumption (another CPU's dispatch and Python costs)"
+    elif not own_device:
         text += (
             f"; carried to the {spec.name}: an assumption, as the overhead is kernel launches and Python, bound by "
             "the host CPU rather than the card's arithmetic (a slower host makes it larger)"
