@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -226,6 +227,18 @@ def test_planning_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    # planning, comparing (packed steps, the recorded fits) and fitting measured profiles, run whole
+    code = (
+        "import glob, sys; from arcsub.cli import main; "
+        "main(['profile', 'compare', 'SmolLM2-135M', 'Qwen2.5-0.5B', '--profile', 'arc-prize-2024', "
+        "'--profile', 'arc-prize-2025', '--tokens-per-step', '8192']); "
+        "main(['profile', 'fit', *glob.glob('docs/profiles/h100-*.profile.json')]); "
+        "print([m for m in ('torch', 'numpy', 'transformers', 'matplotlib', 'vllm') if m in sys.modules])"
+    )
+    root = Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
+    assert "TTFT at equal time per task" in out and "6.779 ms per layer" in out
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 # ---------------------------------------------------------------- the arithmetic and the fixed-cost fit
@@ -280,8 +293,6 @@ def test_step_fit_recovers_known_per_step_per_layer_and_rate():
 
 def test_step_fit_of_the_recorded_h100_profiles(tmp_path, capsys):
     """The two H100 profiles in docs/profiles: one fit, its device named, recorded and read back."""
-    from pathlib import Path
-
     from arcsub.profile.step_fit import recorded_fits
 
     files = sorted(str(p) for p in (Path(__file__).parents[1] / "docs" / "profiles").glob("h100-*.profile.json"))
@@ -298,8 +309,6 @@ def test_step_fit_of_the_recorded_h100_profiles(tmp_path, capsys):
 
 
 def test_fit_refuses_mixed_devices_and_foreign_files(measured, tmp_path, capsys):
-    from pathlib import Path
-
     h100 = str(next((Path(__file__).parents[1] / "docs" / "profiles").glob("h100-*.profile.json")))
     rc, _, err = run_cli(["fit", h100, str(measured)], capsys)
     assert rc == 2 and "several devices" in err and err.count("\n") == 1
