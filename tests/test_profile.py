@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +227,168 @@ def test_planning_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    # planning, comparing (packed steps, the recorded fits) and fitting measured profiles, run whole
+    code = (
+        "import glob, sys; from arcsub.cli import main; "
+        "main(['profile', 'compare', 'SmolLM2-135M', 'Qwen2.5-0.5B', '--profile', 'arc-prize-2024', "
+        "'--profile', 'arc-prize-2025', '--tokens-per-step', '8192']); "
+        "main(['profile', 'fit', *glob.glob('docs/profiles/h100-*.profile.json')]); "
+        "print([m for m in ('torch', 'numpy', 'transformers', 'matplotlib', 'vllm') if m in sys.modules])"
+    )
+    root = Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
+    assert "TTFT at equal time per task" in out and "6.779 ms per layer" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- the arithmetic and the fixed-cost fit
+
+
+def test_flop_formula_counts_base_adapter_attention_and_head():
+    from arcsub.models.registry import get_candidate
+    from arcsub.profile.flops import step_arithmetic
+
+    a = step_arithmetic(dict(get_candidate("SmolLM2-135M-Instruct").config), lora_rank=32)
+    assert a.layers == 30 and a.d_q == 9 * 64
+    assert a.body == 134_515_008 - 49152 * 576  # tied embeddings counted once, outside N
+    # r=32 on q, k, v, o (576->576, 576->192 twice, 576->576) and gate, up, down (576<->1536), 30 layers
+    assert a.lora == 30 * 32 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
+    one = a.flops([2048], 128)
+    assert one == pytest.approx((4 * a.body + 6 * a.lora) * 2048 + 6 * 30 * 576 * 2048**2 + 4 * 49152 * 576 * 128)
+    # packed sequences do not attend to each other: their squares add, the linear part is the same
+    packed = a.flops([1024, 1024], 128)
+    assert one - packed == pytest.approx(6 * 30 * 576 * (2048**2 - 2 * 1024**2))
+
+
+def synthetic_points(step_s, layer_s, rate, depths=(12, 24, 30), flops=(1e11, 4e11, 1.6e12)):
+    from arcsub.profile.step_fit import StepPoint
+
+    return [
+        StepPoint(f"m{n}", n, f * n / 12, step_s + layer_s * n + f * n / 12 / rate if rate else step_s + layer_s * n, 1)
+        for n in depths
+        for f in flops
+    ]
+
+
+def test_step_fit_recovers_known_per_step_per_layer_and_rate():
+    from arcsub.profile.step_fit import fit_step_costs
+
+    points = synthetic_points(0.02, 0.004, 50e12)
+    fit = fit_step_costs(points, device="NVIDIA H100 80GB HBM3", peak_flops=989e12)
+    assert fit.step_s == pytest.approx(0.02, rel=1e-6) and fit.layer_s == pytest.approx(0.004, rel=1e-6)
+    assert 1 / fit.seconds_per_flop == pytest.approx(50e12, rel=1e-6)
+    assert fit.utilisation == pytest.approx(50 / 989, rel=1e-6) and fit.rms_rel_error < 1e-9
+    assert fit.models == {"m12": 12, "m24": 24, "m30": 30} and fit.points == 9
+    assert fit.overhead_s(30) == pytest.approx(0.14, rel=1e-6)
+    # a rate past the device's peak is not physical: refused, whatever it would gain in error
+    fast = fit_step_costs(synthetic_points(0.0, 0.006, 2000e12), device="NVIDIA H100", peak_flops=989e12)
+    assert fast.seconds_per_flop == 0.0 or 1 / fast.seconds_per_flop <= 989e12
+    assert fast.layer_s > 0 and all(v >= 0 for v in (fast.step_s, fast.layer_s, fast.seconds_per_flop))
+    # one depth: a per-step and a per-layer constant are the same thing, and it is said
+    one = fit_step_costs(synthetic_points(0.05, 0.0, 0, depths=(30,)), device="CPU: test")
+    assert not (one.step_s and one.layer_s) and any("cannot be told apart" in n for n in one.notes)
+    assert one.overhead_s(30) == pytest.approx(0.05, rel=1e-6)
+    assert any("no rate fitted" in n for n in one.notes)
+
+
+def test_step_fit_of_the_recorded_h100_profiles(tmp_path, capsys):
+    """The two H100 profiles in docs/profiles: one fit, its device named, recorded and read back."""
+    from arcsub.profile.step_fit import recorded_fits
+
+    files = sorted(str(p) for p in (Path(__file__).parents[1] / "docs" / "profiles").glob("h100-*.profile.json"))
+    assert len(files) == 2
+    out = tmp_path / "fits.json"
+    rc, text, _ = run_cli(["fit", *files, "-o", str(out)], capsys)
+    assert rc == 0 and "NVIDIA H100 80GB HBM3" in text and "6 steps" in text
+    assert "SmolLM2-135M-Instruct: 30 layers" in text and "Qwen2.5-0.5B-Instruct: 24 layers" in text
+    (fit,) = recorded_fits(out)
+    assert fit.device == "NVIDIA H100 80GB HBM3" and fit.points == 6 and fit.peak_flops == 989e12
+    assert fit.overhead_s(30) > fit.overhead_s(24) or fit.layer_s == 0
+    shipped = {f.device: f for f in recorded_fits()}  # what the analytic estimate reads
+    assert shipped["NVIDIA H100 80GB HBM3"].to_dict() | {"sources": []} == fit.to_dict() | {"sources": []}
+
+
+def test_fit_refuses_mixed_devices_and_foreign_files(measured, tmp_path, capsys):
+    h100 = str(next((Path(__file__).parents[1] / "docs" / "profiles").glob("h100-*.profile.json")))
+    rc, _, err = run_cli(["fit", h100, str(measured)], capsys)
+    assert rc == 2 and "several devices" in err and err.count("\n") == 1
+    foreign = tmp_path / "x.json"
+    foreign.write_text('{"hello": 1}')
+    rc, _, err = run_cli(["fit", str(foreign)], capsys)
+    assert rc == 2 and "neither a profile.json" in err
+    # a profile measured now keeps its model's config, so any folder model can be fitted
+    assert json.loads(measured.read_text())["model"]["config"]["num_hidden_layers"] == 2
+    rc, out, _ = run_cli(["fit", str(measured)], capsys)
+    assert rc == 0 and "cannot be told apart" in out
+
+
+def test_analytic_estimate_takes_its_step_overhead_from_a_fit_and_says_so():
+    from arcsub.models.registry import get_candidate
+    from arcsub.profile import analytic_cost_model
+    from arcsub.profile.analytic import TRAIN_STEP_OVERHEAD_S, TRAIN_UTILISATION
+    from arcsub.profile.flops import step_arithmetic
+    from arcsub.profile.step_fit import fit_step_costs
+
+    cfg = dict(get_candidate("SmolLM2-135M-Instruct").config)
+    h100 = fit_step_costs(synthetic_points(0.02, 0.004, 100e12), device="NVIDIA H100 80GB HBM3", peak_flops=989e12)
+    flops = step_arithmetic(cfg).terms()
+
+    def estimate(gpu, fits):
+        cost = analytic_cost_model(cfg, label="s", gpu_name=gpu, step_fits=fits)
+        return cost, dict(zip(cost.fits["train_step_s"].terms, cost.fits["train_step_s"].coef)), cost.assumptions
+
+    # no fit: the old assumption, said to be one
+    _, coef, notes = estimate("Tesla T4", [])
+    rate = 65e12 * TRAIN_UTILISATION
+    assert coef["1"] == pytest.approx(TRAIN_STEP_OVERHEAD_S + flops["A"] * 145 / rate)
+    assert any("0.05 s per step, assumed" in n for n in notes)
+    # the H100's fit on a T4: its overhead (30 layers) carried, the T4's assumed utilisation
+    _, coef, notes = estimate("Tesla T4", [h100])
+    assert coef["1"] == pytest.approx(0.02 + 0.004 * 30 + flops["A"] * 145 / rate)
+    assert coef["T"] == pytest.approx(flops["T"] / rate)
+    assert any("fitted on NVIDIA H100 80GB HBM3" in n and "carried to the Tesla T4" in n for n in notes)
+    # on the device it was measured on: its overhead and its fitted rate
+    _, coef, notes = estimate("NVIDIA H100 80GB HBM3", [h100])
+    assert coef["T"] == pytest.approx(flops["T"] / 100e12, rel=1e-6)
+    assert any("fitted on NVIDIA H100" in n and "carried" not in n for n in notes)
+    assert any("of peak (fitted on NVIDIA H100" in n for n in notes)
+
+
+def test_packed_steps_buy_sequences_at_equal_time():
+    profile = load_profile("arc-prize-2024")
+    plan = plan_run(profile, flat_model(step_s=10.0), prompt_tokens=(1000, 9000), tokens_per_step=4096)
+    small, large = plan.stages
+    assert small.packed.sequences_per_step == 4 and large.packed.sequences_per_step == 1  # at least one
+    # a flat model's packed step costs what one sequence does: the same steps, four times the sequences
+    assert small.packed.steps == small.steps and small.packed.sequences == 4 * small.steps
+    assert small.packed.tokens_per_hour(1000) == pytest.approx(4 * 1000 * 3600 / 10.0)
+    assert small.tokens_per_hour == pytest.approx(1000 * 3600 / 10.0)
+    # a step that grows with its tokens: packed steps are as long as one sequence of their total
+    growing = flat_model()
+    growing.fits["train_step_s"] = Fit(("1", "T"), (0.2, 1e-4))
+    stage = plan_run(profile, growing, prompt_tokens=(1000,), tokens_per_step=4096).stages[0]
+    assert stage.packed.step_s == pytest.approx(0.2 + 1e-4 * 4000)
+    assert stage.packed.steps == int(stage.train_s // stage.packed.step_s)
+    with pytest.raises(ProfilingError, match="tokens-per-step"):
+        plan_run(profile, flat_model(), tokens_per_step=-1)
+
+
+def test_compare_reports_tokens_per_hour_and_steps_per_task_per_profile(capsys):
+    argv = ["compare", "SmolLM2-135M", "Qwen2.5-0.5B", "--profile", "arc-prize-2024", "--profile", "arc-prize-2025"]
+    rc, out, _ = run_cli(argv + ["--tokens-per-step", "4096"], capsys)
+    assert rc == 0
+    assert "TTFT at equal time per task" in out
+    header = next(line for line in out.splitlines() if line.startswith("| profile | model |"))
+    for column in ("TTFT time/task", "1 seq/step: s/step", "steps/task", "tokens/h", "packed ≤4096 tok: seq/step",
+                   "sequences/task", "memory"):  # fmt: skip
+        assert column in header
+    rows = [line for line in out.splitlines() if line.startswith("| arc-prize-")]
+    assert len(rows) == 2 * 2 * 2  # profiles x models x prompt lengths
+    assert {r.split(" | ")[0][2:] for r in rows} == {"arc-prize-2024", "arc-prize-2025"}
+    first = rows[0].strip("| ").split(" | ")
+    assert first[1] == "SmolLM2-135M-Instruct" and first[2] == "1400" and first[7] == "2"  # 4096 // 1400 sequences
+    assert "fitted on NVIDIA H100 80GB HBM3" in out and "carried to the Tesla T4" in out
+    assert "a packed step of k sequences of P tokens is timed as one sequence of k·P tokens" in out
+    # 0: one sequence per step only
+    rc, out, _ = run_cli(["compare", "SmolLM2-135M", "--tokens-per-step", "0"], capsys)
+    assert rc == 0 and "tokens/h" in out and "packed ≤" not in out

@@ -1,4 +1,4 @@
-"""``arcsub profile measure|plan|compare``: what the Kaggle budget buys per task."""
+"""``arcsub profile measure|fit|plan|compare``: what the Kaggle budget buys per task."""
 
 from __future__ import annotations
 
@@ -112,35 +112,70 @@ def cmd_measure(args) -> int:
     return 0
 
 
+def _tokens_per_step(args, config) -> int:
+    value = args.tokens_per_step if args.tokens_per_step is not None else (config.finetune.tokens_per_step or 8192)
+    if value < 0:
+        raise ArcsubError(f"--tokens-per-step {value}: use 0 (one sequence per step only) or a positive number")
+    return value
+
+
+def cmd_fit(args) -> int:
+    from ..profile.step_fit import fit_measured, record_fit, write_fits
+
+    show_arcsub_lines()
+    fit = fit_measured(args.files, peak_flops=args.peak_tflops * 1e12 if args.peak_tflops else None)
+    print(f"fixed cost of a TTFT step on {fit.device}:")
+    print(f"  step seconds = {fit.formula()}")
+    print(f"  rms relative error {fit.rms_rel_error:.1%} over {fit.points} steps")
+    for name, layers in sorted(fit.models.items()):
+        print(f"  {name}: {layers} layers, overhead {fit.overhead_s(layers) * 1e3:.0f} ms per step")
+    for note in fit.notes:
+        print(f"  note: {note}")
+    if args.out:
+        say(f"wrote {write_fits([fit], args.out)}")
+    if args.record:
+        say(f"recorded the fit for {fit.device} in {record_fit(fit)} (the analytic estimate's overhead)")
+    return 0
+
+
 def _plans(models: list[str], args, cost_models=None):
     from ..kernel.profiles import load_profile
-    from ..profile import cost_model_for, plan_run
+    from ..profile import cost_model_for, plan_run, recorded_fits
 
-    profile = load_profile(args.profile)
+    names = args.profile if isinstance(args.profile, list) else [args.profile]
+    profiles = [load_profile(name) for name in dict.fromkeys(names)]
     config = _inference_config(args.config)
     prompt_tokens = _ints(args.prompt_tokens, "--prompt-tokens")
+    tokens_per_step = _tokens_per_step(args, config)
+    fits = recorded_fits(args.fits) if getattr(args, "fits", None) else None
     plans = []
-    for index, model in enumerate(models):
-        cost = (
-            cost_models[index]
-            if cost_models
-            else cost_model_for(
-                model, profile, lora_rank=config.finetune.lora_rank, plan_tokens=max(prompt_tokens) + args.answer_tokens
+    for profile in profiles:
+        for index, model in enumerate(models):
+            cost = (
+                cost_models[index]
+                if cost_models
+                else cost_model_for(
+                    model,
+                    profile,
+                    lora_rank=config.finetune.lora_rank,
+                    plan_tokens=max(prompt_tokens) + args.answer_tokens,
+                    step_fits=fits,
+                )
             )
-        )
-        plans.append(
-            plan_run(
-                profile,
-                cost,
-                tasks=args.tasks,
-                prompt_tokens=prompt_tokens,
-                answer_tokens=args.answer_tokens,
-                train_share=args.train_share,
-                inference=config.inference,
-                steps=args.steps,
-                predictions=args.predictions,
+            plans.append(
+                plan_run(
+                    profile,
+                    cost,
+                    tasks=args.tasks,
+                    prompt_tokens=prompt_tokens,
+                    answer_tokens=args.answer_tokens,
+                    train_share=args.train_share,
+                    inference=config.inference,
+                    steps=args.steps,
+                    predictions=args.predictions,
+                    tokens_per_step=tokens_per_step,
+                )
             )
-        )
     return plans
 
 
@@ -151,7 +186,12 @@ def _finish(plans, args) -> None:
     if args.png:
         from ..profile import plot_plans
 
-        say(f"wrote {plot_plans(plans, args.png)}")
+        profiles = list(dict.fromkeys(p.profile.name for p in plans))
+        for name in profiles:  # one picture per competition profile: each has its own budget line
+            png = Path(args.png)
+            if len(profiles) > 1:
+                png = png.with_name(f"{png.stem}-{name}{png.suffix}")
+            say(f"wrote {plot_plans([p for p in plans if p.profile.name == name], png)}")
     if args.json:
         write_json_atomic(args.json, [plan_dict(p) for p in plans], indent=1)
         say(f"wrote {args.json}")
@@ -173,6 +213,7 @@ def cmd_compare(args) -> int:
     from ..profile.project import compare_text
 
     models = args.models
+    args.profile = args.profile or [args.profile_default]
     show_arcsub_lines()
     costs = None
     if args.measure:
@@ -197,9 +238,19 @@ def cmd_compare(args) -> int:
 def _plan_options(p, *, model: bool) -> None:
     from ..kernel.profiles import DEFAULT_PROFILE
 
-    p.add_argument(
-        "--profile", default=DEFAULT_PROFILE, help=f"competition profile name or TOML file (default {DEFAULT_PROFILE})"
-    )
+    if model:
+        p.add_argument(
+            "--profile",
+            default=DEFAULT_PROFILE,
+            help=f"competition profile name or TOML file (default {DEFAULT_PROFILE})",
+        )
+    else:
+        p.add_argument(
+            "--profile",
+            action="append",
+            help=f"competition profile name or TOML file; repeat for several (default {DEFAULT_PROFILE})",
+        )
+        p.set_defaults(profile_default=DEFAULT_PROFILE)
     if model:
         p.add_argument(
             "--from", dest="from_", metavar="PROFILE_JSON", help="a profile.json from `arcsub profile measure`"
@@ -220,6 +271,15 @@ def _plan_options(p, *, model: bool) -> None:
     p.add_argument("--steps", type=int, help="fixed plan: TTFT steps per task (then the time is projected)")
     p.add_argument("--predictions", type=int, help="fixed plan: sampled predictions per task")
     p.add_argument("--config", help="TOML config ([finetune] LoRA rank, [inference] scoring settings)")
+    p.add_argument(
+        "--tokens-per-step",
+        type=int,
+        help="also project packed TTFT steps of up to this many tokens (default: the config's "
+        "finetune.tokens_per_step, else 8192; 0: one sequence per step only)",
+    )
+    p.add_argument(
+        "--fits", metavar="FITS_JSON", help="step-overhead fits for the analytic estimate (default: the recorded ones)"
+    )
     p.add_argument("--png", help="draw the plan to this PNG")
     p.add_argument("--json", help="write the plan as JSON")
 
@@ -250,6 +310,20 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", default="profile.json")
     _measure_options(p)
     p.set_defaults(func=cmd_measure)
+
+    p = commands.add_parser(
+        "fit",
+        help="fit a TTFT step's fixed costs (per step, per layer) from measurements of several models on one device",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="profile.json files, or bench/ttft_throughput.py JSON")
+    p.add_argument("-o", "--out", help="write the fit to this JSON file (for --fits)")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="record it with arcsub (replacing that device's) for the analytic estimate",
+    )
+    p.add_argument("--peak-tflops", type=float, help="the device's peak (default: its datasheet's, or the bench's)")
+    p.set_defaults(func=cmd_fit)
 
     p = commands.add_parser("plan", help="project a full hidden-set run from a profile.json or the analytic estimate")
     _plan_options(p, model=True)

@@ -9,12 +9,17 @@ The public entry
   ``analytic_cost_model(config, label=, gpu_name=, ...)``  the estimate from FLOPs and
         bandwidth when nothing was measured (``analytic.py``)
   ``cost_model_for(model, profile)``  either of them for a competition profile
-  ``plan_run(profile, cost_model, ...)``  budget, tasks per worker, time per task, and
-        what it buys: TTFT steps and predictions per task (``project.py``)
+  ``plan_run(profile, cost_model, ..., tokens_per_step=)``  budget, tasks per worker,
+        time per task, and what it buys: TTFT steps (one sequence per step, and packed),
+        tokens per hour and predictions per task (``project.py``)
+  ``fit_measured(paths)``  per-step and per-layer overhead of a TTFT step (and a rate
+        when the arithmetic shows) from measured steps of several models on one device;
+        ``recorded_fits()`` the fits shipped with arcsub, which the analytic estimate
+        takes its step overhead from (``step_fit.py``; FLOPs: ``flops.py``)
   ``plot_plans(plans, png)``  the plan as a picture (``plot.py``)
 
 Only ``measure_profile`` imports torch and the engines, and only ``plot_plans``
-matplotlib: planning from a profile.json stays light.
+matplotlib: planning from a profile.json (and fitting) stays light.
 """
 
 from __future__ import annotations
@@ -28,13 +33,20 @@ from .cost_model import CostModel, ProfilingError, load_cost_model, load_profile
 from .measure import MeasureGrid, measure_profile, model_config
 from .plot import plot_plans
 from .project import plan_run
+from .step_fit import StepCostFit, fit_measured, recorded_fits
 
 
 def cost_model_for(
-    model: str | os.PathLike, profile: CompetitionProfile, *, lora_rank: int = 32, plan_tokens: int = 4096
+    model: str | os.PathLike,
+    profile: CompetitionProfile,
+    *,
+    lora_rank: int = 32,
+    plan_tokens: int = 4096,
+    step_fits: list[StepCostFit] | None = None,
 ) -> CostModel:
     """A measured cost model for a ``*.json`` profile file; otherwise the analytic estimate
-    for ``model`` (``default``, a folder, or a candidate name) on ``profile``'s machine."""
+    for ``model`` (``default``, a folder, or a candidate name) on ``profile``'s machine,
+    its step overhead from ``step_fits`` (default: the recorded fits)."""
     if str(model).endswith(".json") or (Path(model).is_file()):
         return load_cost_model(model)
     label, cfg, _ = model_config(str(model))
@@ -49,6 +61,7 @@ def cost_model_for(
         vllm_memory_share=profile.plan.vllm_memory_share,
         lora_rank=lora_rank,
         plan_tokens=plan_tokens,
+        step_fits=step_fits,
     )
 
 
@@ -56,11 +69,14 @@ __all__ = [
     "CostModel",
     "MeasureGrid",
     "ProfilingError",
+    "StepCostFit",
     "analytic_cost_model",
     "cost_model_for",
+    "fit_measured",
     "load_cost_model",
     "load_profile_json",
     "measure_profile",
     "plan_run",
     "plot_plans",
+    "recorded_fits",
 ]

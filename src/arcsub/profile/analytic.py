@@ -2,43 +2,33 @@
 datasheet, for when nothing was measured. Every number it rests on is in
 ``assumptions`` and printed with the plan; a measured ``profile.json`` replaces it.
 
-Training (LoRA, batch 1, T tokens): the frozen base needs no weight gradients, so a
-step is about 4·N·T FLOPs for the N non-embedding parameters (2·N·T forward, 2·N·T for
-the input gradients), plus attention 3 × 4·layers·T²·d_q (forward QKᵀ and AV, backward
-twice that; no causal saving assumed), plus the output head over the answer tokens
-only (6·vocab·hidden per answer token), divided by the peak tensor throughput times a
-utilisation. Generation: prefill is compute-bound (2·N per prompt token plus causal
-attention); a decode step is bound by memory traffic (all weights once per step, every
-sequence's KV cache) plus its FLOPs, plus a fixed per-step overhead (eager mode, as the
-2024 T4 solutions ran vLLM). Scoring is a prefill whose logits are computed at every
-position (vLLM's ``prompt_logprobs``).
+Training (LoRA, batch 1, T tokens): the FLOPs of ``flops.py`` (the frozen base needs no
+weight gradients: about 4·N·T, plus the adapter, causal attention and the head over the
+answer tokens) divided by the peak tensor throughput times a utilisation, plus a fixed
+overhead per step. That overhead comes from measured step times (``step_fit.py``:
+``overhead_step + overhead_layer·layers``, fitted over several models on one device and
+recorded with the device's name): the fit of the target device when there is one, else
+a GPU's fit carried to another GPU (the overhead is kernel launches and Python, bound
+by the host, not by the card's arithmetic; stated with the plan), else an assumed
+0.05 s. The utilisation is the fit's only on the device it was measured on.
+Generation: prefill is compute-bound (2·N per prompt token plus causal attention); a
+decode step is bound by memory traffic (all weights once per step, every sequence's KV
+cache) plus its FLOPs, plus a fixed per-step overhead (eager mode, as the 2024 T4
+solutions ran vLLM). Scoring is a prefill whose logits are computed at every position
+(vLLM's ``prompt_logprobs``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from ..models import config_facts as facts
 from .cost_model import CostModel, Fit, ProfilingError
+from .flops import ACCELERATORS, FLOP_FORMULA, Accelerator, accelerator_key, step_arithmetic
+from .step_fit import StepCostFit, recorded_fits
 
 GIB = 1024**3
 
-
-@dataclass(frozen=True)
-class Accelerator:
-    name: str
-    peak_flops: float  # dense fp16/bf16 tensor FLOP/s (fp32 on CPU), datasheet
-    bandwidth: float  # bytes/s, datasheet
-    bytes_per_value: int  # weights and KV in memory
-    note: str
-
-
-ACCELERATORS = {
-    "T4": Accelerator("Tesla T4", 65e12, 320e9, 2, "NVIDIA T4 datasheet: 65 TFLOPS fp16 tensor (mixed), 320 GB/s"),
-    "L4": Accelerator("NVIDIA L4", 121e12, 300e9, 2, "NVIDIA L4 datasheet: 121 TFLOPS fp16/bf16 dense, 300 GB/s"),
-    "H100": Accelerator("NVIDIA H100", 989e12, 3350e9, 2, "H100 SXM datasheet: 989 TFLOPS bf16 dense, 3.35 TB/s"),
-    "H200": Accelerator("NVIDIA H200", 989e12, 4800e9, 2, "H200 datasheet: 989 TFLOPS bf16 dense, 4.8 TB/s"),
-}
 CPU_FLOPS_PER_CORE = 40e9  # fp32, AVX2 FMA at ~2.5 GHz, a realistic sustained figure
 CPU_BANDWIDTH = 20e9
 
@@ -47,7 +37,7 @@ TRAIN_UTILISATION = 0.10
 PREFILL_UTILISATION = 0.20
 BANDWIDTH_UTILISATION = 0.6
 DECODE_STEP_OVERHEAD_S = 0.010
-TRAIN_STEP_OVERHEAD_S = 0.05
+TRAIN_STEP_OVERHEAD_S = 0.05  # only when no measured fit exists (step_fit.py)
 PREFILL_OVERHEAD_S = 0.02
 ENGINE_START_S = 60.0
 LOAD_BANDWIDTH = 1e9  # bytes/s from disk into the GPU, plus 3 s
@@ -74,16 +64,19 @@ def accelerator_for(gpu_name: str, accelerator: str = "cuda", cpus: int = 1) -> 
     )
 
 
-def _lora_params(cfg: dict, rank: int) -> int:
-    """LoRA A and B on every linear layer of a llama-like block (q, k, v, o, gate, up, down)."""
-    heads, hidden, dim = facts.layer_heads(cfg), facts.hidden_size(cfg), facts.head_dim(cfg)
-    inter = cfg.get("intermediate_size") or 4 * hidden
-    total = 0
-    for q, kv in heads:
-        shapes = [(hidden, q * dim), (hidden, kv * dim), (hidden, kv * dim), (q * dim, hidden)]
-        shapes += [(hidden, inter), (hidden, inter), (inter, hidden)]
-        total += sum(rank * (a + b) for a, b in shapes)
-    return total
+def step_fit_for(spec: Accelerator, accelerator: str, fits: Sequence[StepCostFit]) -> tuple[StepCostFit | None, bool]:
+    """(the fit to take the fixed step overhead from, whether it was measured on this
+    very device). The target's own fit first; else, for a GPU, another GPU's (the one
+    over the most steps); for a CPU, another CPU's. None: no fit applies."""
+    key = accelerator_key(spec.name) if accelerator == "cuda" else None
+    if key is not None:
+        own = [f for f in fits if accelerator_key(f.device) == key]
+        if own:
+            return max(own, key=lambda f: (f.points, f.date)), True
+    kin = [f for f in fits if f.is_cpu == (accelerator == "cpu")]
+    if kin:
+        return max(kin, key=lambda f: (f.points, f.date)), False
+    return None, False
 
 
 def analytic_cost_model(
@@ -97,34 +90,42 @@ def analytic_cost_model(
     vllm_memory_share: float = 0.35,
     lora_rank: int = 32,
     plan_tokens: int = 4096,
+    step_fits: Sequence[StepCostFit] | None = None,
 ) -> CostModel:
-    """A cost model from FLOPs and bandwidth for the model ``cfg`` (a config.json dict)."""
+    """A cost model from FLOPs and bandwidth for the model ``cfg`` (a config.json dict).
+    ``step_fits``: measured fixed-cost fits to take the TTFT step overhead from (default:
+    the ones recorded with arcsub, ``step_fits.json``; ``[]``: none, the assumed 0.05 s)."""
     spec = accelerator_for(gpu_name, accelerator, cpus)
     params = facts.count_parameters(cfg)
     heads, hidden, layers = facts.layer_heads(cfg), facts.hidden_size(cfg), facts.num_layers(cfg)
     vocab, dim, tied = cfg.get("vocab_size"), facts.head_dim(cfg), facts.tied_embeddings(cfg)
-    if None in (params, heads, hidden, layers, vocab, dim, tied):
+    arithmetic = step_arithmetic(cfg, lora_rank)
+    if None in (params, heads, hidden, layers, vocab, dim, tied) or arithmetic is None:
         raise ProfilingError(f"{label}: its config lacks facts the estimate needs (parameters, heads, vocabulary)")
-    embedding = vocab * hidden * (1 if tied else 2)
-    body = params - embedding  # non-embedding parameters
-    d_q = sum(q for q, _ in heads) * dim / layers  # query width per layer
+    body = arithmetic.body  # non-embedding parameters
+    d_q = arithmetic.d_q  # query width per layer
     kv_per_token = facts.kv_cache_bytes_per_token(cfg, spec.bytes_per_value)
-    train_rate = spec.peak_flops * TRAIN_UTILISATION
     prefill_rate = spec.peak_flops * PREFILL_UTILISATION
     bandwidth = spec.bandwidth * BANDWIDTH_UTILISATION
     head_flops = 2 * vocab * hidden  # output head, per token, forward
 
+    fit, own_device = step_fit_for(spec, accelerator, recorded_fits() if step_fits is None else step_fits)
+    seconds_per_flop = 1.0 / (spec.peak_flops * TRAIN_UTILISATION)
+    if fit is not None and own_device and fit.seconds_per_flop:
+        seconds_per_flop = fit.seconds_per_flop
+    overhead = fit.overhead_s(layers) if fit is not None else TRAIN_STEP_OVERHEAD_S
+    flops = arithmetic.terms()
     train = Fit(
         ("1", "T", "T^2"),
         (
-            TRAIN_STEP_OVERHEAD_S + 3 * head_flops * ANSWER_TOKENS_TRAINED / train_rate,
-            4 * body / train_rate,
-            3 * 4 * layers * d_q / train_rate,
+            overhead + flops["A"] * ANSWER_TOKENS_TRAINED * seconds_per_flop,
+            flops["T"] * seconds_per_flop,
+            flops["T^2"] * seconds_per_flop,
         ),
     )
     inter = cfg.get("intermediate_size") or 4 * hidden
     activation_per_token = layers * (32 * hidden + 8 * inter)
-    lora = _lora_params(cfg, lora_rank) if cfg.get("model_type") != "openelm" else 0
+    lora = arithmetic.lora
     fixed_memory = (
         spec.bytes_per_value * params + 16 * lora + CUDA_CONTEXT_BYTES + 3 * 4 * vocab * ANSWER_TOKENS_TRAINED
     )
@@ -164,12 +165,8 @@ def analytic_cost_model(
             f"KV cache {kv_per_token / 1024:.1f} KiB per token ({bytes_name})"
         ),
         f"accelerator {spec.name}: {spec.note}",
-        (
-            f"TTFT step = 4·N·T + 12·layers·T²·d_q FLOPs (LoRA r={lora_rank}: no weight gradients for the frozen base, "
-            f"no gradient checkpointing) + the head over {ANSWER_TOKENS_TRAINED} answer tokens, at "
-            f"{TRAIN_UTILISATION:.0%} of peak (the 2024 report, 160 steps x 100 tasks of Qwen2.5-0.5B in ~3 h 55 on "
-            f"2x T4, 1.76 s per step, matches this formula at ~6% for 3k-token prompts; their prompt lengths are not reported), + {TRAIN_STEP_OVERHEAD_S:g} s per step"
-        ),
+        train_step_note(spec, accelerator, layers, lora_rank, fit, own_device, seconds_per_flop),
+        train_overhead_note(spec, layers, fit, own_device),
         (
             "TTFT peak memory = weights + 16 bytes per LoRA weight (fp32 weight, gradient, 2 Adam moments) + 1 GiB "
             "CUDA context + answer logits + (32·hidden + 8·intermediate) bytes per token per layer of activations "
@@ -196,3 +193,51 @@ def analytic_cost_model(
         assumptions=assumptions,
         settings={"lora_rank": lora_rank, "precision": bytes_name},
     )
+
+
+def train_step_note(
+    spec: Accelerator,
+    accelerator: str,
+    layers: int,
+    lora_rank: int,
+    fit: StepCostFit | None,
+    own_device: bool,
+    seconds_per_flop: float,
+) -> str:
+    share = 1.0 / (seconds_per_flop * spec.peak_flops)
+    if fit is not None and own_device and fit.seconds_per_flop:
+        rate = f"at {share:.1%} of peak (fitted on {fit.device})"
+    else:
+        rate = (
+            f"at {TRAIN_UTILISATION:.0%} of peak, assumed (the 2024 report, 160 steps x 100 tasks of Qwen2.5-0.5B in "
+            "~3 h 55 on 2x T4, 1.76 s per step, matches this formula at ~5% for 3k-token prompts; their prompt "
+            "lengths are not reported)"
+        )
+    return (
+        f"TTFT step FLOPs = {FLOP_FORMULA} (LoRA r={lora_rank}: no weight gradients for the frozen base, no gradient "
+        f"checkpointing; A = {ANSWER_TOKENS_TRAINED} answer tokens), {rate}; a packed step of k sequences of P tokens "
+        "is timed as one sequence of k·P tokens (sdpa computes every score of a packed row under transformers' "
+        "block-diagonal mask)"
+    )
+
+
+def train_overhead_note(spec: Accelerator, layers: int, fit: StepCostFit | None, own_device: bool) -> str:
+    if fit is None:
+        return (
+            f"TTFT fixed overhead {TRAIN_STEP_OVERHEAD_S:g} s per step, assumed: no measured fit applies "
+            "(`arcsub profile fit PROFILE.json... --record` records one)"
+        )
+    models = ", ".join(f"{name} ({n} layers)" for name, n in sorted(fit.models.items()))
+    text = (
+        f"TTFT fixed overhead {fit.overhead_s(layers) * 1e3:.0f} ms per step = {fit.step_s * 1e3:.3g} ms + "
+        f"{fit.layer_s * 1e3:.3g} ms × {layers} layers, fitted on {fit.device} ({fit.date[:10]}, {fit.points} steps "
+        f"of {models}; rms error {fit.rms_rel_error:.0%})"
+    )
+    if not own_device and fit.is_cpu:
+        text += f"; carried to this {spec.name}: an assumption (another CPU's dispatch and Python costs)"
+    elif not own_device:
+        text += (
+            f"; carried to the {spec.name}: an assumption, as the overhead is kernel launches and Python, bound by "
+            "the host CPU rather than the card's arithmetic (a slower host makes it larger)"
+        )
+    return text

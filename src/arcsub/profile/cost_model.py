@@ -168,6 +168,14 @@ class CostModel:
     def step_seconds(self, tokens: int) -> float:
         return self.fits["train_step_s"](T=tokens)
 
+    def packed_step(self, length: int, tokens_per_step: int) -> tuple[int, float]:
+        """(sequences, seconds) of a packed step (``finetune.tokens_per_step``) of
+        ``length``-token sequences: as many as fit (at least one), timed as one
+        sequence of their total length (a packed row's attention spans the whole row
+        under sdpa's block-diagonal mask)."""
+        count = max(1, tokens_per_step // length)
+        return count, self.step_seconds(count * length)
+
     def step_memory_bytes(self, tokens: int) -> float | None:
         fit = self.fits.get("train_memory_bytes")
         return None if fit is None else fit(T=tokens)

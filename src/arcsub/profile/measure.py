@@ -508,7 +508,9 @@ def measure_profile(
                 max(max(grid.gen_prompts) + grid.gen_new_tokens, max(grid.score_prompts) + grid.score_answer) + 64,
             ),
         )
-        params = facts.count_parameters(read_config(path))
+        shape = cfg if candidate is not None else read_config(path)
+        shape = {k: v for k, v in shape.items() if k != "quantization_config"}
+        params = facts.count_parameters(shape)
         notify(
             f"profiling {label} on {torch_device.type} ({backend} backend, precision {precision}): "
             f"{grid.points()} points"
@@ -566,6 +568,7 @@ def measure_profile(
             "params": params,
             "random_weights": candidate is not None,
             "window": window,
+            "config": shape,  # the shape, for `arcsub profile fit`
         },
         "machine": machine,
         "settings": settings,

@@ -7,6 +7,9 @@ The arithmetic, per worker (one per GPU):
   tasks       = ceil(hidden tasks / workers)
   per task    = per worker / tasks
   TTFT        = train share × per task      → steps  = TTFT / step seconds at T tokens
+                packed (``tokens_per_step``): k = tokens_per_step // T sequences per
+                step, timed as one sequence of k·T tokens → steps = TTFT / that, k·steps
+                sequences; TTFT tokens per hour = tokens per step / step seconds
   inference   = the rest: scoring first (max_candidates × score_augmentations answers per
                 test input, as configured), then sampling → predictions = what is left /
                 seconds per prediction (a T-token prompt and an answer of A tokens)
@@ -39,6 +42,25 @@ TYPICAL_SIZES_NOTE = (
 
 
 @dataclass
+class PackedPlan:
+    """The same TTFT time spent on packed steps (``finetune.tokens_per_step``)."""
+
+    tokens_per_step: int
+    sequences_per_step: int
+    step_s: float
+    steps: int
+    memory_bytes: float | None
+    extrapolated: bool = False  # k·T beyond the longest measured step
+
+    @property
+    def sequences(self) -> int:
+        return self.steps * self.sequences_per_step
+
+    def tokens_per_hour(self, length: int) -> float:
+        return self.sequences_per_step * length * 3600 / self.step_s if self.step_s > 0 else 0.0
+
+
+@dataclass
 class StagePlan:
     """One prompt length's projection for one model."""
 
@@ -57,6 +79,12 @@ class StagePlan:
     memory_limit_bytes: float | None  # what training may use of one GPU
     extrapolated: list[str] = field(default_factory=list)
     total_s: float | None = None  # whole run per worker (fixed plan mode)
+    packed: PackedPlan | None = None  # the TTFT time spent on packed steps instead
+
+    @property
+    def tokens_per_hour(self) -> float:
+        """TTFT tokens per hour on one worker, one sequence per step."""
+        return self.prompt_tokens * 3600 / self.step_s if self.step_s > 0 else 0.0
 
     @property
     def fits_memory(self) -> bool | None:
@@ -95,9 +123,14 @@ def plan_run(
     inference: InferenceConfig | None = None,
     steps: int | None = None,
     predictions: int | None = None,
+    tokens_per_step: int = 0,
 ) -> RunPlan:
+    """``tokens_per_step`` > 0: each stage also says what its TTFT time buys in packed
+    steps of that many tokens (``StagePlan.packed``)."""
     from .cost_model import ProfilingError
 
+    if tokens_per_step < 0:
+        raise ProfilingError(f"--tokens-per-step {tokens_per_step}: use 0 (one sequence per step) or more")
     if not 0 <= train_share <= 1:
         raise ProfilingError(f"--train-share {train_share}: use a share in [0, 1]")
     if tasks is not None and tasks < 1:
@@ -156,6 +189,17 @@ def plan_run(
             sampling_s = max(0.0, task_s - train_s - scoring_s)
             n_pred = int(sampling_s // prediction_s) if prediction_s > 0 else 0
             stage_task_s, total = task_s, None
+        packed = None
+        if tokens_per_step:
+            count, packed_s = model.packed_step(tokens, tokens_per_step)
+            packed = PackedPlan(
+                tokens_per_step,
+                count,
+                packed_s,
+                int(train_s // packed_s) if packed_s > 0 else 0,
+                model.step_memory_bytes(count * tokens),
+                model.extrapolated("T", count * tokens),
+            )
         plan.stages.append(
             StagePlan(
                 prompt_tokens=tokens,
@@ -173,6 +217,7 @@ def plan_run(
                 memory_limit_bytes=memory_limit,
                 extrapolated=extrapolated,
                 total_s=total,
+                packed=packed,
             )
         )
     return plan
@@ -262,7 +307,11 @@ def markdown(rows: list[tuple[str, ...]]) -> str:
 
 def plan_text(plan: RunPlan) -> str:
     lines = plan_header(plan) + ["", stage_table(plan), ""]
-    if any(s.extrapolated for s in plan.stages):
+    if any(s.packed is not None for s in plan.stages):
+        lines += ["TTFT at equal time per task, one sequence per step and packed:", "", ttft_table([plan]), ""]
+    if any(s.extrapolated for s in plan.stages) or any(
+        s.packed is not None and s.packed.extrapolated for s in plan.stages
+    ):
         lines.append("* beyond the longest measured sequence: extrapolated by the fitted formula")
     lines += plan.notes
     lines.append("assumptions:")
@@ -275,8 +324,55 @@ def plan_text(plan: RunPlan) -> str:
     return "\n".join(lines)
 
 
+def _gigabytes(value: float | None, limit: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1e9:.1f} GB" + (f" > {limit / 1e9:.1f} GB!" if limit is not None and value > limit else "")
+
+
+def _rate(tokens_per_hour: float) -> str:
+    return f"{tokens_per_hour / 1e6:.3g}M"
+
+
+def ttft_table(plans: list[RunPlan]) -> str:
+    """TTFT at equal time per task: steps, sequences and tokens per hour for one
+    sequence per step and, when asked, for packed steps (``tokens_per_step``)."""
+    packed = any(s.packed is not None for p in plans for s in p.stages)
+    head = ["profile", "model", "prompt tokens", "TTFT time/task", "1 seq/step: s/step", "steps/task", "tokens/h"]
+    if packed:
+        budget = next(s.packed.tokens_per_step for p in plans for s in p.stages if s.packed is not None)
+        head += [f"packed ≤{budget} tok: seq/step", "s/step", "steps/task", "sequences/task", "tokens/h", "memory"]
+    rows = [tuple(head)]
+    for plan in plans:
+        for s in plan.stages:
+            row = [
+                plan.profile.name,
+                plan.model.label,
+                f"{s.prompt_tokens}" + (" *" if "TTFT" in s.extrapolated else ""),
+                _duration(s.train_s),
+                f"{s.step_s:.3g}",
+                str(s.steps),
+                _rate(s.tokens_per_hour),
+            ]
+            if s.packed is not None:
+                k = s.packed
+                row += [
+                    str(k.sequences_per_step) + (" *" if k.extrapolated else ""),
+                    f"{k.step_s:.3g}",
+                    str(k.steps),
+                    str(k.sequences),
+                    _rate(k.tokens_per_hour(s.prompt_tokens)),
+                    _gigabytes(k.memory_bytes, s.memory_limit_bytes),
+                ]
+            elif packed:
+                row += ["-"] * 6
+            rows.append(tuple(row))
+    return markdown(rows)
+
+
 def compare_text(plans: list[RunPlan]) -> str:
-    """One row per model and prompt length: what the budget buys per task."""
+    """Per competition profile, one row per model and prompt length: what the budget
+    buys per task; then TTFT at equal time (one sequence per step, and packed)."""
     head = (
         "model",
         "source",
@@ -288,26 +384,38 @@ def compare_text(plans: list[RunPlan]) -> str:
         "s/prediction",
         "predictions/task",
     )
-    rows = [head]
-    for plan in plans:
-        params = f"{plan.model.params / 1e6:.0f}M" if plan.model.params else "?"
-        for s in plan.stages:
-            rows.append(
-                (
-                    plan.model.label,
-                    plan.model.source,
-                    params,
-                    f"{s.prompt_tokens}+{s.answer_tokens}" + (" *" if s.extrapolated else ""),
-                    f"{s.step_s:.3g}",
-                    str(s.steps),
-                    _memory(s),
-                    f"{s.prediction_s:.3g}",
-                    str(s.predictions),
+    lines: list[str] = []
+    profiles = list(dict.fromkeys(p.profile.name for p in plans))
+    for name in profiles:
+        group = [p for p in plans if p.profile.name == name]
+        rows = [head]
+        for plan in group:
+            params = f"{plan.model.params / 1e6:.0f}M" if plan.model.params else "?"
+            for s in plan.stages:
+                rows.append(
+                    (
+                        plan.model.label,
+                        plan.model.source,
+                        params,
+                        f"{s.prompt_tokens}+{s.answer_tokens}" + (" *" if s.extrapolated else ""),
+                        f"{s.step_s:.3g}",
+                        str(s.steps),
+                        _memory(s),
+                        f"{s.prediction_s:.3g}",
+                        str(s.predictions),
+                    )
                 )
-            )
-    first = plans[0]
-    lines = plan_header(first)[:1] + plan_header(first)[2:] + ["", markdown(rows), ""]
-    if any(s.extrapolated for p in plans for s in p.stages):
+        first = group[0]
+        lines += plan_header(first)[:1] + plan_header(first)[2:] + ["", markdown(rows), ""]
+    lines += [
+        "TTFT at equal time per task (one worker; tokens/h: TTFT tokens per hour of training on one GPU):",
+        "",
+        ttft_table(plans),
+        "",
+    ]
+    if any(s.extrapolated for p in plans for s in p.stages) or any(
+        s.packed is not None and s.packed.extrapolated for p in plans for s in p.stages
+    ):
         lines.append("* beyond the longest measured sequence: extrapolated by the fitted formula")
     lines.append("assumptions:")
     seen: list[str] = []
@@ -328,6 +436,17 @@ def plan_dict(plan: RunPlan) -> dict:
         "fixed_s": plan.fixed_s,
         "task_s": plan.task_s,
         "train_share": plan.train_share,
-        "stages": [s.__dict__ | {"fits_memory": s.fits_memory} for s in plan.stages],
+        "stages": [_stage_dict(s) for s in plan.stages],
         "assumptions": plan.model.assumptions + [TYPICAL_SIZES_NOTE],
     }
+
+
+def _stage_dict(stage: StagePlan) -> dict:
+    data = {k: v for k, v in stage.__dict__.items() if k != "packed"}
+    data |= {"fits_memory": stage.fits_memory, "tokens_per_hour": stage.tokens_per_hour}
+    if stage.packed is not None:
+        data["packed"] = stage.packed.__dict__ | {
+            "sequences": stage.packed.sequences,
+            "tokens_per_hour": stage.packed.tokens_per_hour(stage.prompt_tokens),
+        }
+    return data
