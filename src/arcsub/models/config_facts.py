@@ -180,9 +180,12 @@ ANSWER_TOKENS_TRAINED = 145  # median answer of arc1/evaluation (minimal codec)
 
 
 def lora_parameters(cfg: Config, rank: int) -> int | None:
-    """LoRA A and B on every linear layer of a llama-like block (q, k, v, o, gate, up, down)."""
+    """LoRA A and B on every linear layer of a llama-like block (q, k, v, o, gate, up,
+    down); 0 for OpenELM (its fused projections are not adapted this way)."""
+    if cfg.get("model_type") == "openelm":
+        return 0
     heads, hidden, dim = layer_heads(cfg), hidden_size(cfg), head_dim(cfg)
-    if None in (heads, hidden, dim) or cfg.get("model_type") == "openelm":
+    if None in (heads, hidden, dim):
         return None
     inter = cfg.get("intermediate_size") or 4 * hidden
     total = 0

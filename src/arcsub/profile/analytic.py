@@ -41,8 +41,8 @@ TRAIN_STEP_OVERHEAD_S = 0.05  # only when no measured fit exists (step_fit.py)
 PREFILL_OVERHEAD_S = 0.02
 ENGINE_START_S = 60.0
 LOAD_BANDWIDTH = 1e9  # bytes/s from disk into the GPU, plus 3 s
-CUDA_CONTEXT_BYTES = 1 * GIB
-ANSWER_TOKENS_TRAINED = 145  # median answer of arc1/evaluation (minimal codec)
+CUDA_CONTEXT_BYTES = facts.CUDA_CONTEXT_BYTES
+ANSWER_TOKENS_TRAINED = facts.ANSWER_TOKENS_TRAINED
 GENERATION_BATCH_CAP = 64
 
 
@@ -123,13 +123,9 @@ def analytic_cost_model(
             flops["T^2"] * seconds_per_flop,
         ),
     )
-    inter = cfg.get("intermediate_size") or 4 * hidden
-    activation_per_token = layers * (32 * hidden + 8 * inter)
-    lora = arithmetic.lora
-    fixed_memory = (
-        spec.bytes_per_value * params + 16 * lora + CUDA_CONTEXT_BYTES + 3 * 4 * vocab * ANSWER_TOKENS_TRAINED
-    )
-    memory = Fit(("1", "T"), (float(fixed_memory), float(activation_per_token)))
+    # the same estimate as the kernel's gradient-checkpointing decision (config_facts)
+    fixed_memory = facts.lora_training_bytes(cfg, 0, lora_rank=lora_rank, bytes_per_value=spec.bytes_per_value)
+    memory = Fit(("1", "T"), (float(fixed_memory), float(facts.activation_bytes_per_token(cfg))))
     weights_bytes = spec.bytes_per_value * params
     prefill = Fit(
         ("1", "B", "B*P", "B*P^2"),

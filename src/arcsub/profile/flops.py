@@ -114,20 +114,8 @@ class StepArithmetic:
 
 
 def lora_parameters(cfg: dict, rank: int) -> int:
-    """LoRA A and B on every linear layer of a llama-like block (q, k, v, o, gate, up,
-    down); 0 for OpenELM (its fused projections are not adapted this way)."""
-    if cfg.get("model_type") == "openelm":
-        return 0
-    heads, hidden, dim = facts.layer_heads(cfg), facts.hidden_size(cfg), facts.head_dim(cfg)
-    if None in (heads, hidden, dim):
-        return 0
-    inter = cfg.get("intermediate_size") or 4 * hidden
-    total = 0
-    for q, kv in heads:
-        shapes = [(hidden, q * dim), (hidden, kv * dim), (hidden, kv * dim), (q * dim, hidden)]
-        shapes += [(hidden, inter), (hidden, inter), (inter, hidden)]
-        total += sum(rank * (a + b) for a, b in shapes)
-    return total
+    """The adapter's weights (``config_facts.lora_parameters``); 0 when the config cannot tell."""
+    return facts.lora_parameters(cfg, rank) or 0
 
 
 def step_arithmetic(cfg: dict, lora_rank: int = 32) -> StepArithmetic | None:
