@@ -255,19 +255,10 @@ class Models:
 # ---------------------------------------------------------------- one variant
 
 
-def sync(device) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
-
-
 def run_variant(model, tokenizer, cfg: dict, tokens: int, variant: Variant, args, config: Config, device) -> dict:
     """Train ``warmup + steps`` steps of ``variant``; the row of the table (no timings asserted)."""
-    import torch
 
-    from arcsub.finetune import train_examples
-    from arcsub.profile.measure import TokenStream, training_example
+    from arcsub.profile.measure import TokenStream, timed_training, training_example
 
     stream = TokenStream(tokenizer, cfg["vocab_size"], seed=tokens)
     lengths = [tokens] if variant.layout == "one" else packed_lengths(tokens, args.sequences)
@@ -284,19 +275,7 @@ def run_variant(model, tokenizer, cfg: dict, tokens: int, variant: Variant, args
         compile_bucket=args.compile_bucket,
         **{lever: lever in variant.levers for lever in (FUSED, COMPILE, CHECKPOINTING)},
     )
-    stamps: list[float] = []
-
-    def stamp(_state) -> None:
-        sync(device)
-        stamps.append(time.perf_counter())
-
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    sync(device)
-    started = time.perf_counter()
-    result = train_examples(model, examples, ft, max_steps=total, on_step=stamp, progress=False, label=variant.name)
-    steps = [b - a for a, b in zip([started] + stamps, stamps)]
+    result, steps, peak = timed_training(model, examples, ft, device, total, variant.name)
     timed = steps[warmup:] or steps[-1:]
     median = statistics.median(timed)
     answer_tokens = sum(min(args.answer, n - 1) for n in lengths)
@@ -313,8 +292,8 @@ def run_variant(model, tokenizer, cfg: dict, tokens: int, variant: Variant, args
         "scaler_skips": result.scaler_skips,
         "skipped_steps": result.skipped_steps,
     }
-    if device.type == "cuda":
-        row["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+    if peak is not None:
+        row["peak_memory_bytes"] = peak
     return row
 
 

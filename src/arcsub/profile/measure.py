@@ -252,6 +252,30 @@ def training_example(stream: TokenStream, length: int, answer: int):
 # ---------------------------------------------------------------- stages
 
 
+def timed_training(model, examples, ft, device, steps: int, label: str):
+    """``steps`` steps of the real loop, each timed (synchronised on CUDA); returns the
+    result, the seconds of each step, and the peak CUDA memory (None elsewhere)."""
+    import torch
+
+    from ..finetune import train_examples
+
+    stamps: list[float] = []
+
+    def stamp(_state) -> None:
+        _sync(device)
+        stamps.append(time.perf_counter())
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    started = time.perf_counter()
+    result = train_examples(model, examples, ft, max_steps=steps, on_step=stamp, progress=False, label=label)
+    seconds = [b - a for a, b in zip([started, *stamps], stamps, strict=False)]
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return result, seconds, peak
+
+
 def _sync(device) -> None:
     if device.type == "cuda":
         import torch
@@ -267,36 +291,19 @@ def _is_oom(exc: BaseException) -> bool:
 
 def measure_training(model, config: Config, stream: TokenStream, grid: MeasureGrid, device, bar) -> list[dict]:
     """Median TTFT step time (and peak GPU memory) per sequence length."""
-    import torch
-
-    from ..finetune import train_examples
 
     ft = replace(config.finetune, warmup_steps=0, log_every=10_000, steps=grid.train_steps)
     rows = []
     for length in grid.train_lengths:
         example = training_example(stream, length, grid.train_answer)
-        stamps: list[float] = []
-
-        def stamp(_state, stamps=stamps) -> None:
-            _sync(device)
-            stamps.append(time.perf_counter())
-
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        started = time.perf_counter()
         try:
-            result = train_examples(
-                model, [example], ft, max_steps=grid.train_steps, on_step=stamp, progress=False, label=f"{length}"
-            )
+            result, steps, peak = timed_training(model, [example], ft, device, grid.train_steps, f"{length}")
         except (RuntimeError, MemoryError) as exc:
             if not _is_oom(exc):
                 raise
             rows.append({"tokens": length, "error": "out of memory"})
             bar.update(1)
             break
-        steps = [b - a for a, b in zip([started] + stamps, stamps)]
         timed = steps[1:] or steps  # the first step pays for set-up and warm-up
         row = {
             "tokens": length,
@@ -305,8 +312,8 @@ def measure_training(model, config: Config, stream: TokenStream, grid: MeasureGr
             "precision": result.precision,
             "skipped_steps": result.skipped_steps,
         }
-        if device.type == "cuda":
-            row["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+        if peak is not None:
+            row["peak_memory_bytes"] = peak
         rows.append(row)
         bar.update(1)
     return rows
