@@ -254,16 +254,20 @@ def cost_model_from_dict(data: Any, where: str) -> CostModel:
     )
 
 
-def load_profile_json(path: str | os.PathLike) -> dict[str, Any]:
+def read_json_file(path: str | os.PathLike, missing: str, invalid: str) -> Any:
+    """A JSON file's content; a missing or malformed one is one ``ProfilingError`` line
+    ending in ``missing`` or ``invalid`` (the fix)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ProfilingError(
-            f"{path}: profile file not found; measure one with `arcsub profile measure --model M -o {path}`"
-        ) from None
+        raise ProfilingError(f"{path}: {missing}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProfilingError(f"{path}: not valid JSON ({exc}); re-run `arcsub profile measure`") from None
+        raise ProfilingError(f"{path}: not valid JSON ({exc}); {invalid}") from None
+
+
+def check_profile_json(data: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """``data`` when it is a ``profile.json`` of this arcsub's version, else one line."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProfilingError(
             f'{path}: not an arcsub profile (no "format": "{FORMAT}"); pass a file that `arcsub profile measure` wrote'
@@ -273,6 +277,15 @@ def load_profile_json(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: profile version {data.get('version')!r}, this arcsub reads {VERSION}; re-measure"
         )
     return data
+
+
+def load_profile_json(path: str | os.PathLike) -> dict[str, Any]:
+    data = read_json_file(
+        path,
+        f"profile file not found; measure one with `arcsub profile measure --model M -o {path}`",
+        "re-run `arcsub profile measure`",
+    )
+    return check_profile_json(data, path)
 
 
 def load_cost_model(path: str | os.PathLike) -> CostModel:

@@ -34,7 +34,7 @@ from typing import Any
 from ..io import write_json_atomic
 from ..models.registry import CANDIDATES
 from .cost_model import FORMAT as PROFILE_FORMAT
-from .cost_model import ProfilingError, load_profile_json
+from .cost_model import ProfilingError, check_profile_json, read_json_file
 from .flops import datasheet_peak, step_arithmetic
 
 FITS_FORMAT = "arcsub-step-fits"
@@ -264,20 +264,14 @@ def fit_measured(paths: Sequence[str | os.PathLike], *, peak_flops: float | None
     dates, points, peaks = [], [], []
     for path in paths:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ProfilingError(
-                f"{path}: file not found; pass profile.json files from `arcsub profile measure`"
-            ) from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProfilingError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json_file(path, "file not found; pass profile.json files from `arcsub profile measure`",
+                              "pass profile.json files or bench/ttft_throughput.py's JSON")  # fmt: skip
         kind = data.get("format") if isinstance(data, dict) else None
         if kind == BENCH_FORMAT:
             device, date, found, peak = points_from_bench(data, str(path))
             peaks.append(peak)
         elif kind == PROFILE_FORMAT:
-            device, date, found = points_from_profile(load_profile_json(path), str(path))
+            device, date, found = points_from_profile(check_profile_json(data, path), str(path))
         else:
             raise ProfilingError(
                 f"{path}: neither a profile.json (`arcsub profile measure`) nor bench/ttft_throughput.py's JSON"
