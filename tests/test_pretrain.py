@@ -226,6 +226,44 @@ def test_a_copy_of_a_validation_task_under_another_id_is_not_trained_on(tmp_path
     assert corpus.left_out == 1
 
 
+def test_excluded_tasks_and_copies_of_them_are_left_out_and_a_source_of_them_alone_fails(tmp_path):
+    (task,) = load_tasks("arc1/training[0d3d703e]").tasks
+    folder = tmp_path / "generated"
+    folder.mkdir()
+    (folder / "renamed.json").write_text(json.dumps(task_json(task)))  # a copy under another id
+    for other in load_tasks(OTHER).tasks:
+        (folder / f"{other.id}.json").write_text(json.dumps(task_json(other)))
+    corpus = load_corpus([str(folder)], [], config_with(), exclude=[SMALL])
+    assert {t.id for t in corpus.sources[0].tasks} == {t.id for t in load_tasks(OTHER).tasks}
+    assert corpus.left_out_excluded == 1 and corpus.describe()["excluded"] == [{"source": SMALL, "tasks": 3}]
+    with pytest.raises(FinetuneError, match="every task of it is held out"):
+        load_corpus([SMALL], [], config_with(), exclude=[SMALL])
+
+
+def test_a_task_id_is_trained_from_the_first_source_that_holds_it():
+    both = "arc1/training[0d3d703e,6150a2bd]"
+    corpus = load_corpus([SMALL, both], [], config_with())
+    assert [len(s.tasks) for s in corpus.sources] == [3, 1] and corpus.repeated == 1
+    assert corpus.sources[1].tasks[0].id == "6150a2bd"
+    with pytest.raises(FinetuneError, match="every task of it is in an earlier source"):
+        load_corpus([SMALL, "arc1/training[0d3d703e]"], [], config_with())
+
+
+def test_the_manifest_records_each_excluded_source_with_none_of_it_seen(tiny_llama_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("--model", tiny_llama_path, "--data", f"{SMALL},{OTHER}".replace("],arc1/training[", ","),
+                   "--exclude", "arc1/training[0d3d703e]", "--out", out, *FAST) == 0  # fmt: skip
+    manifest = read_training_manifest(out / "adapter")
+    assert "0d3d703e" not in manifest.task_ids and len(manifest.task_ids) == 6
+    assert manifest.excluded == [{"source": "arc1/training[0d3d703e]", "tasks": 1, "seen": 0, "seen_ids": []}]
+    assert read(out / "run.json")["left_out_as_excluded"] == 1
+    # The run's saved config holds the exclusions: a resume cannot change them.
+    assert run_cli("--out", out, "--resume", "--steps", 3, "--exclude", "arc1/evaluation") == 2
+    assert "drop --exclude" in capsys.readouterr().err
+    # What the guard checks against: the manifest counts a source it was trained on as seen.
+    assert manifest.exclude(SMALL, load_tasks(SMALL).tasks)["seen"] == 2
+
+
 def task_json(task) -> dict:
     def pairs(items):
         return [{"input": [list(r) for r in p.input], "output": [list(r) for r in p.output]} for p in items]

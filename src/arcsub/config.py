@@ -118,6 +118,9 @@ class FinetuneConfig:
     pairs_per_prompt: int = 0  # train pairs shown per prompt, drawn at random; 0: every other pair that fits
     variants: int = 0  # augmented prompts per task, tokenized once into a cached dataset; 0: drawn on the fly
     val_sources: list[str] = field(default_factory=list)  # held-out validation tasks (never trained on)
+    # Sources never trained on (every evaluation set): their tasks, and copies of them under other
+    # ids (the leakage guard's check), are left out; the adapter's manifest proves it per source.
+    exclude_sources: list[str] = field(default_factory=list)
     val_tasks: int = 0  # tasks held out of the training sources for the validation loss
     eval_every: int = 100  # steps between validation losses (and one at the end)
 

@@ -56,6 +56,9 @@ class TrainingManifest:
     task_ids: set[str] = field(default_factory=set)
     grid_hashes: set[str] = field(default_factory=set)
     held_out: set[str] = field(default_factory=set)
+    # Sources never trained on, each with its task count and how many of them the leakage
+    # guard counts as seen by this manifest: 0 is the proof the source was excluded.
+    excluded: list[dict] = field(default_factory=list)
 
     def add(self, source: str, tasks: Iterable[Task]) -> None:
         if source not in self.sources:
@@ -69,10 +72,19 @@ class TrainingManifest:
         """Record validation tasks; one the model already trained on is not held out."""
         self.held_out |= {task.id for task in tasks} - self.task_ids
 
+    def exclude(self, source: str, tasks: Sequence[Task]) -> dict:
+        """Record ``source`` as never trained on, with the guard's count of its tasks seen
+        (by id or as copies) by everything trained so far; returns the entry."""
+        seen = seen_tasks(tasks, self)
+        entry = {"source": source, "tasks": len(tasks), "seen": len(seen), "seen_ids": sorted(s.task_id for s in seen)}
+        self.excluded = [e for e in self.excluded if e["source"] != source] + [entry]
+        return entry
+
     def to_json(self) -> dict:
         return {
             "version": MANIFEST_VERSION,
             "sources": self.sources,
+            "excluded": self.excluded,
             "task_ids": sorted(self.task_ids),
             "grid_hashes": sorted(self.grid_hashes),
             "held_out_task_ids": sorted(self.held_out),
@@ -91,7 +103,10 @@ def read_training_manifest(folder: str | Path) -> TrainingManifest | None:
     try:
         data = json.loads(path.read_text())
         held_out = set(data.get("held_out_task_ids", ()))  # manifests before held-out tasks have none
-        return TrainingManifest(list(data["sources"]), set(data["task_ids"]), set(data["grid_hashes"]), held_out)
+        excluded = list(data.get("excluded", ()))  # nor do those before excluded sources
+        return TrainingManifest(
+            list(data["sources"]), set(data["task_ids"]), set(data["grid_hashes"]), held_out, excluded
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LeakageError(f"{path}: unreadable training manifest ({exc}); restore it or retrain") from None
 

@@ -24,6 +24,7 @@ _TUNING = {
     "variants": "variants",
     "val_tasks": "val_tasks",
     "eval_every": "eval_every",
+    "exclude": "exclude_sources",
 }
 _SWITCHES = ("use_test_outputs", "merge", "gradient_checkpointing")  # flags that set a finetune key to true
 
@@ -160,6 +161,13 @@ def register(sub) -> None:
         action="append",
         metavar="SOURCE",
         help="held-out tasks for the validation loss (never trained on); repeatable",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="SOURCE",
+        help="tasks never to train on (e.g. every evaluation set): they and copies of them under other ids "
+        "are left out, and the adapter's manifest proves it; repeatable (default: finetune.exclude_sources)",
     )
     p.add_argument(
         "--val-tasks", type=int, metavar="N", help="hold out this many tasks of --data for the validation loss"

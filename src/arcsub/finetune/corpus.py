@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
@@ -18,23 +18,29 @@ from ..tasks import Task
 from .cache import CachedPrompts, open_cache
 from .data import LeaveOneOut
 from .mixture import MixedPrompts, Mixture
-from .sources import Source, draw_held_out, hold_out, load_sources, parse_sources
+from .sources import Source, draw_held_out, drop_repeated, hold_out, load_sources, parse_sources
 
 log = logging.getLogger("arcsub.finetune")
 
 
 @dataclass
 class Corpus:
-    sources: list[Source]  # training sources, the validation tasks left out
+    sources: list[Source]  # training sources, the validation and excluded tasks left out
     validation: list[Task]  # held-out tasks (from --val-tasks, then --val-data)
     left_out: int  # training tasks left out because they are validation tasks (or copies)
     where: str  # the flag or key that named the training sources, for errors
+    excluded: list[Source] = field(default_factory=list)  # never trained on (finetune.exclude_sources)
+    left_out_excluded: int = 0  # training tasks left out because they are excluded tasks (or copies)
+    repeated: int = 0  # training tasks left out because an earlier source holds the same id
 
     def describe(self) -> dict:
         return {
             "sources": [{"source": str(s.spec), "weight": s.spec.weight, "tasks": len(s.tasks)} for s in self.sources],
             "held_out": sorted(t.id for t in self.validation),
             "left_out_of_training": self.left_out,
+            "excluded": [{"source": s.spec.source, "tasks": len(s.tasks)} for s in self.excluded],
+            "left_out_as_excluded": self.left_out_excluded,
+            "left_out_as_repeated": self.repeated,
         }
 
 
@@ -45,12 +51,20 @@ def load_corpus(
     *,
     where: str = "--data",
     val_where: str = "--val-data",
+    exclude: Sequence[str] = (),
+    exclude_where: str = "finetune.exclude_sources",
     skip_invalid: bool = False,
 ) -> Corpus:
-    """Load the training and validation sources and hold the validation tasks out."""
+    """Load the training and validation sources; leave out of training the tasks an
+    earlier source already holds (by id), the excluded tasks and the validation tasks
+    (by id, and copies under other ids as the leakage guard sees them)."""
     if not data:
         raise FinetuneError(f"{where} is required: a task source such as arc1/training (SOURCE@WEIGHT to mix)")
-    sources = load_sources(parse_sources(data, where), where, skip_invalid=skip_invalid)
+    sources, repeated = drop_repeated(load_sources(parse_sources(data, where), where, skip_invalid=skip_invalid), where)
+    excluded = load_sources(parse_sources(exclude, exclude_where), exclude_where, skip_invalid=skip_invalid)
+    left_out_excluded = 0
+    if excluded:
+        sources, left_out_excluded = hold_out(sources, [t for s in excluded for t in s.tasks], where)
     extra = load_sources(parse_sources(val_data, val_where), val_where, skip_invalid=skip_invalid)
     validation = draw_held_out(sources, config.finetune.val_tasks, config.finetune.seed)
     chosen = {t.id for t in validation}
@@ -61,7 +75,7 @@ def load_corpus(
     left_out = 0
     if validation:
         sources, left_out = hold_out(sources, validation, where)
-    return Corpus(sources, validation, left_out, where)
+    return Corpus(sources, validation, left_out, where, excluded, left_out_excluded, repeated)
 
 
 def training_prompts(

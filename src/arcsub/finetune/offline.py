@@ -157,7 +157,10 @@ def run_offline(
     data = _as_list(data) if data is not None else ft.sources
     val_where = "finetune.val_sources" if val_data is None and ft.val_sources else "--val-data"
     val_data = _as_list(val_data) if val_data is not None else ft.val_sources
-    corpus = load_corpus(data, val_data, config, where=where, val_where=val_where, skip_invalid=skip_invalid)
+    corpus = load_corpus(
+        data, val_data, config, where=where, val_where=val_where, exclude=ft.exclude_sources,
+        skip_invalid=skip_invalid,
+    )  # fmt: skip
     specs = [str(s.spec) for s in corpus.sources]
     val_specs = [str(parse_source(v, val_where)) for v in val_data]
     config = dataclasses.replace(config, finetune=dataclasses.replace(ft, sources=specs, val_sources=val_specs))
@@ -238,6 +241,10 @@ def run_offline(
         for source in corpus.sources:
             manifest.add(source.spec.source, source.tasks)
         manifest.hold_out(corpus.validation)
+        leaked = [e for e in (manifest.exclude(s.spec.source, s.tasks) for s in corpus.excluded) if e["seen"]]
+        if leaked:  # the hold-out above makes this impossible; a manifest that says otherwise must not ship
+            counts = "; ".join(f"{e['source']}: {e['seen']}" for e in leaked)
+            raise FinetuneError(f"{final}: trained on excluded tasks ({counts}); do not ship these weights")
         write_training_manifest(final, manifest)
         if ft.merge:
             overflow = _merge_and_check(net, tokenizer, out, final, manifest, result, corpus, budget, fp16_check)
@@ -291,6 +298,13 @@ def _log_data(corpus: Corpus, described: dict, processes: int, total: int) -> No
             "%s: %d task(s) to train on (weight %g), %d skipped (too long)",
             entry["source"], entry["tasks_with_prompts"], entry["weight"], entry["skipped_too_long"],
         )  # fmt: skip
+    if corpus.excluded:
+        log.info(
+            "excluded (never trained on): %s; %d training task(s) left out as their tasks or copies",
+            ", ".join(f"{e['source']} ({e['tasks']} tasks)" for e in described["excluded"]), corpus.left_out_excluded,
+        )  # fmt: skip
+    if corpus.repeated:
+        log.info("%d training task(s) left out: an earlier source holds the same id", corpus.repeated)
     if corpus.validation:
         val = described["validation"]
         log.info(

@@ -105,6 +105,21 @@ def load_sources(specs: Sequence[SourceSpec], where: str, *, skip_invalid: bool 
     return loaded
 
 
+def drop_repeated(sources: Sequence[Source], where: str) -> tuple[list[Source], int]:
+    """Each task id trained from the first source that holds it: arc2/training repeats 391
+    of arc1/training's tasks, which would otherwise be drawn twice as often as the rest.
+    Returns the sources and how many tasks were dropped."""
+    seen: set[str] = set()
+    kept = []
+    for source in sources:
+        tasks = [t for t in source.tasks if t.id not in seen]
+        if not tasks:
+            raise FinetuneError(f"{where} {source.spec}: every task of it is in an earlier source; drop it")
+        seen |= {t.id for t in tasks}
+        kept.append(Source(source.spec, tasks))
+    return kept, sum(len(s.tasks) for s in sources) - sum(len(s.tasks) for s in kept)
+
+
 def draw_held_out(sources: Sequence[Source], count: int, seed: int) -> list[Task]:
     """``count`` tasks drawn with ``seed`` from the training sources (distinct ids; a
     task found in several sources is taken from the first)."""
@@ -141,6 +156,7 @@ def hold_out(sources: Sequence[Source], validation: Sequence[Task], where: str) 
     for before, after in zip(sources, kept):
         if not after.tasks:
             raise FinetuneError(
-                f"{where} {before.spec}: every task of it is a validation task; nothing of it is left to train on"
+                f"{where} {before.spec}: every task of it is held out (validation or excluded); nothing of it is "
+                "left to train on"
             )
     return kept, removed

@@ -1,0 +1,199 @@
+"""The default's ARC pre-training recipe, sized by the machine: ``scripts/pretrain-default.sh``.
+
+    scripts/pretrain-default.sh [--minutes 60] [--device cpu|cuda] [--out runs/pretrain-default]
+                                [--dry-run] [--pack]
+
+1. A short calibration run (``OUT/calibration``) measures the seconds a step takes on
+   this device with the recipe's data and settings.
+2. The run (``OUT/run``) gets the steps the time budget buys at that rate (a tenth kept
+   for the validation losses and checkpoints), so its learning-rate schedule ends where
+   the budget does; ``--time-limit`` stops it anyway at the budget. ``OUT/recipe.json``
+   records the plan: running the script again resumes the run from its last checkpoint.
+3. ``--pack`` makes the run's adapter the shipped default (only after it has won the
+   held-out comparison in docs/results.md).
+
+The data: arc1/training and arc2/training with their test outputs, each task id once
+(arc2/training repeats 391 of arc1/training's tasks), minus every task of arc1/evaluation
+and arc2/evaluation and every copy of one under another id (``--exclude``; the adapter's
+``arcsub-training.json`` records the proof per evaluation set). The weights make every
+task equally likely. On ``cpu`` the run is niced and takes one prompt per step; on
+``cuda`` (precision from the card: bf16 where native, fp16 with the gradient scaler on a
+T4) steps carry packed prompts up to ``CUDA_TOKENS_PER_STEP`` tokens.
+
+Standard library only: it drives ``arcsub finetune`` as a user would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+MODEL = "default-chat"
+# Each task equally likely: arc2/training keeps 233 tasks after the exclusions, arc1/training 399.
+DATA = ["arc1/training", "arc2/training@0.584"]
+EXCLUDE = ["arc1/evaluation", "arc2/evaluation"]
+RANK = 16  # the largest rank whose fp16 adapter stays under 10 MB (r=8: 4.9 MB); RECIPE.md says why
+LEARNING_RATE = 3e-4
+VARIANTS = 8  # augmented prompts per task, tokenized once into the datasets cache
+VAL_TASKS = 20  # held out of the training sources for the loss curve
+MAX_SEQ_LEN = {"cpu": 2048, "cuda": 4096}  # cpu: 18 of 632 tasks have no prompt that fits; cuda: none
+CUDA_TOKENS_PER_STEP = 8192
+CALIBRATION_STEPS = 12
+KEEP_FOR_OVERHEAD = 0.1  # of the budget: validation losses, checkpoints, the final save
+RECIPE_FILE = "recipe.json"
+ARCSUB = [sys.executable, "-c", "import sys; from arcsub.cli import main; sys.exit(main())"]  # the venv's arcsub
+
+
+class RecipeError(Exception):
+    """A one-line reason the recipe cannot go on."""
+
+
+def finetune_command(
+    device: str, out: Path, steps: int, *, minutes: float | None, resume: bool, calibration: bool = False
+) -> list[str]:
+    """The ``arcsub finetune`` command of one run of the recipe on ``device``. The
+    calibration run trains the same prompts at the same lengths, drawn on the fly (no
+    cache to build) and without the validation loss, so that its seconds are steps'."""
+    command = [*ARCSUB, "finetune", "--out", str(out), "--steps", str(steps), "--no-progress"]
+    if minutes is not None:
+        command += ["--time-limit", f"{minutes:g}"]
+    if resume:
+        return command + ["--resume"]
+    command += ["--model", MODEL]
+    for source in DATA:
+        command += ["--data", source]
+    for source in EXCLUDE:
+        command += ["--exclude", source]
+    command += [
+        "--use-test-outputs", "--rank", str(RANK), "--lr", f"{LEARNING_RATE:g}", "--max-seq-len",
+        str(MAX_SEQ_LEN[device]), "--checkpoint-every", "50",
+    ]  # fmt: skip
+    if not calibration:
+        command += ["--variants", str(VARIANTS), "--val-tasks", str(VAL_TASKS), "--eval-every", "100"]
+    if device == "cuda":
+        command += ["--config", str(out.parent / "cuda.toml")]
+    return command
+
+
+def cuda_config() -> str:
+    """The settings the CLI has no flag for: packed steps on a GPU."""
+    return f'[finetune]\ntokens_per_step = {CUDA_TOKENS_PER_STEP}\npacking = "packed"\n'
+
+
+def device_environment(device: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a GPU on the machine is not used by the cpu recipe
+    return env
+
+
+NICE = 10  # on cpu: the run shares the machine with other work
+
+
+def wrapped(device: str, command: list[str], nice: int = NICE) -> list[str]:
+    """On cpu the run shares the machine: niced (the calibration too, so that its rate is the run's)."""
+    return ["nice", "-n", str(nice), *command] if device == "cpu" and nice else command
+
+
+def steps_for_budget(minutes: float, seconds_per_step: float) -> int:
+    if not (seconds_per_step > 0 and math.isfinite(seconds_per_step)):
+        raise RecipeError(f"calibration measured {seconds_per_step} s per step; rerun it (rm -r OUT/calibration)")
+    return max(1, int(minutes * 60 * (1 - KEEP_FOR_OVERHEAD) / seconds_per_step))
+
+
+def measured_seconds_per_step(calibration: Path) -> float:
+    """Seconds per step of the calibration run (its first step's warm-up included: the
+    plan errs towards fewer steps)."""
+    path = calibration / "adapter" / "train_result.json"
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{path}: unreadable ({exc}); rerun the calibration (rm -r {calibration})") from None
+    return result["seconds"] / max(1, result["steps"])
+
+
+def check_device(device: str) -> None:
+    if device != "cuda":
+        return
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    if subprocess.run([sys.executable, "-c", probe], check=False).returncode != 0:
+        raise RecipeError("--device cuda: torch sees no CUDA device here; use --device cpu")
+
+
+def run(command: list[str], device: str, dry_run: bool, *, nice: int = NICE) -> None:
+    command = wrapped(device, command, nice)
+    shown = shlex.join(command)
+    print(f"recipe| {shown}", flush=True)
+    if dry_run:
+        return
+    done = subprocess.run(command, check=False, env=device_environment(device))
+    if done.returncode != 0:
+        raise RecipeError(f"exit {done.returncode}: {shown}")
+
+
+def pretrain(out: Path, minutes: float, device: str, *, nice: int = NICE, dry_run: bool = False) -> dict:
+    """Calibrate (once), plan and run (or resume) the recipe in ``out``; returns the plan."""
+    plan_path = out / RECIPE_FILE
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+        if plan["device"] != device:
+            raise RecipeError(f"{plan_path}: planned for {plan['device']}; resume with --device {plan['device']}")
+        print(f"recipe| resuming: {plan['steps']} steps planned ({plan['seconds_per_step']:.2f} s each)", flush=True)
+        run(finetune_command(device, out / "run", plan["steps"], minutes=minutes, resume=True), device, dry_run, nice=nice)
+        return plan
+    if not dry_run:
+        check_device(device)
+    if not dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        if device == "cuda":
+            (out / "cuda.toml").write_text(cuda_config())
+    calibration = out / "calibration"
+    if not (calibration / "adapter" / "train_result.json").is_file():
+        command = finetune_command(device, calibration, CALIBRATION_STEPS, minutes=None, resume=False, calibration=True)
+        run(command, device, dry_run, nice=nice)
+    if dry_run:
+        plan = {"device": device, "minutes": minutes, "seconds_per_step": None, "steps": None}
+        print(f"recipe| then: {shlex.join(finetune_command(device, out / 'run', 0, minutes=minutes, resume=False))}")
+        return plan
+    seconds_per_step = measured_seconds_per_step(calibration)
+    steps = steps_for_budget(minutes, seconds_per_step)
+    plan = {"device": device, "minutes": minutes, "seconds_per_step": seconds_per_step, "steps": steps}
+    plan_path.write_text(json.dumps(plan, indent=1) + "\n")
+    print(f"recipe| {seconds_per_step:.2f} s per step on {device}: {steps} steps in {minutes:g} min", flush=True)
+    run(finetune_command(device, out / "run", steps, minutes=minutes, resume=False), device, dry_run, nice=nice)
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="the run's time budget (default 60)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", default="runs/pretrain-default")
+    parser.add_argument(
+        "--nice", type=int, default=NICE, help=f"cpu: the niceness of the runs (default {NICE}; 0: not niced)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--pack", action="store_true", help="then make the run's adapter the shipped default")
+    args = parser.parse_args(argv)
+    if not args.minutes > 0:
+        parser.error(f"--minutes {args.minutes}: give a positive time budget")
+    out = Path(args.out)
+    try:
+        pretrain(out, args.minutes, args.device, nice=args.nice, dry_run=args.dry_run)
+        if args.pack:
+            pack = [*ARCSUB, "model", "pack-default", str(out / "run" / "adapter")]
+            run(pack + ["--recipe", "scripts/pretrain-default.sh"], args.device, args.dry_run, nice=0)
+    except RecipeError as exc:
+        print(f"recipe| error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
