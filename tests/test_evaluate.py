@@ -101,8 +101,7 @@ def test_another_budget_in_the_same_folder_is_refused_unless_restarted(evaluated
 
 def test_a_second_slice_leaves_the_first_out():
     from arcsub.evaluate.run import load_evaluation_tasks
-    from arcsub.pipeline import smallest_tasks
-    from arcsub.tasks import load_tasks
+    from arcsub.tasks import load_tasks, smallest_tasks
 
     everything = load_tasks("arc1/evaluation").tasks
     first = {t.id for t in smallest_tasks(everything, 3)}
@@ -117,8 +116,7 @@ def test_a_second_slice_leaves_the_first_out():
 
 def test_a_model_trained_on_the_tasks_is_refused_then_allowed(tmp_path, tiny_llama_path, settings):
     from arcsub.leakage import LeakageError, TrainingManifest, write_training_manifest
-    from arcsub.pipeline import smallest_tasks
-    from arcsub.tasks import load_tasks
+    from arcsub.tasks import load_tasks, smallest_tasks
 
     model = tmp_path / "trained"
     model.mkdir()

@@ -14,9 +14,9 @@ from arcsub.cli.infer import load_run_config
 from arcsub.config import Config, load_config, save_config
 from arcsub.errors import ArcsubError
 from arcsub.inference.store import RunStore
-from arcsub.pipeline import run_pipeline, smallest_tasks
+from arcsub.pipeline import run_pipeline
 from arcsub.submission import load_submission, validate_submission
-from arcsub.tasks import load_tasks
+from arcsub.tasks import load_tasks, smallest_tasks
 
 
 def test_run_pipeline_end_to_end_and_resume(default_model_path, tmp_path):

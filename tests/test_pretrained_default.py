@@ -55,8 +55,7 @@ def test_default_is_the_merged_pretrained_model_and_default_chat_the_chat_model(
 
 def test_the_leakage_guard_knows_what_the_default_was_pretrained_on(pretrained_default_path):
     from arcsub.leakage import LeakageError, guard_evaluation
-    from arcsub.pipeline import smallest_tasks
-    from arcsub.tasks import load_tasks
+    from arcsub.tasks import load_tasks, smallest_tasks
 
     training = load_tasks("arc1/training").tasks
     trained = set(json.loads((pretrained_default_path / "arcsub-training.json").read_text())["task_ids"])

@@ -3,7 +3,16 @@ import json
 import pytest
 
 from arcsub.errors import DatasetNotFoundError, TaskFormatError
-from arcsub.tasks import DATASET_NAMES, Pair, Task, check_grid, load_tasks, tasks_to_challenges, tasks_to_solutions
+from arcsub.tasks import (
+    DATASET_NAMES,
+    Pair,
+    Task,
+    check_grid,
+    load_tasks,
+    smallest_tasks,
+    tasks_to_challenges,
+    tasks_to_solutions,
+)
 
 
 def write(path, obj):
@@ -120,3 +129,15 @@ def test_cells_count_every_known_grid():
     assert (pair.cells, test.cells, task.cells) == (7, 9, 16)
     solved = Task("t", (pair,), (Pair(test.input, ((1, 1), (1, 1))),))
     assert solved.cells == 20
+
+
+def test_smallest_tasks_breaks_ties_by_id_and_keeps_source_order():
+    def task(task_id, side):
+        return Task(task_id, (Pair(((0,) * side,) * side, ((0,) * side,) * side),), (Pair(((0,),)),))
+
+    # "b" and "a" have the same size; the tie goes to the smaller id, whatever the source order
+    tasks = [task("c", 1), task("b", 2), task("z", 3), task("a", 2)]
+    assert [t.id for t in smallest_tasks(tasks, 2)] == ["c", "a"]
+    assert [t.id for t in smallest_tasks(list(reversed(tasks)), 2)] == ["a", "c"]
+    assert [t.id for t in smallest_tasks(tasks, 3)] == ["c", "b", "a"]
+    assert smallest_tasks(tasks, 0) == []

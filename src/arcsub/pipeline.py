@@ -58,12 +58,6 @@ class PipelineResult:
         return "\n".join(lines)
 
 
-def smallest_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
-    """The ``count`` tasks with the fewest cells, in their original order."""
-    keep = {t.id for t in sorted(tasks, key=lambda t: t.cells)[:count]}
-    return [t for t in tasks if t.id in keep]
-
-
 # Settings that do not change what training produces (so a resume may differ in them).
 NOT_AFFECTING_ADAPTERS = {"log_every", "snapshot_every", "checkpoint_every", "keep_checkpoints"}
 

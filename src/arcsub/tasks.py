@@ -310,6 +310,16 @@ def load_tasks(source: str, *, solutions: str | None = None, skip_invalid: bool 
     return TaskSet(source=source, tasks=tasks, invalid=problems)
 
 
+def smallest_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
+    """The ``count`` smallest tasks, returned in their original order.
+
+    Size is ``Task.cells``; tasks of equal size are taken in task-id order, so the
+    same tasks are chosen whatever order the source lists them in (the kernel's smoke
+    run, ``arcsub run``/``simulate``/``evaluate --smallest`` all choose the same)."""
+    keep = {t.id for t in sorted(tasks, key=lambda t: (t.cells, t.id))[: max(count, 0)]}
+    return [t for t in tasks if t.id in keep]
+
+
 def tasks_to_challenges(tasks: Iterable[Task]) -> dict[str, Any]:
     return {task.id: task.challenge_json() for task in tasks}
 

@@ -84,8 +84,8 @@ def cmd_select(args) -> int:
 
 def cmd_run(args) -> int:
     from ..models.default import resolve_model
-    from ..pipeline import run_pipeline, smallest_tasks
-    from ..tasks import load_tasks
+    from ..pipeline import run_pipeline
+    from ..tasks import load_tasks, smallest_tasks
 
     config = load_run_config(args)
     tasks = load_tasks(args.data, skip_invalid=args.skip_invalid).tasks

@@ -60,8 +60,7 @@ class EvaluationOptions:
 
 
 def load_evaluation_tasks(options: EvaluationOptions) -> list[Task]:
-    from ..pipeline import smallest_tasks
-    from ..tasks import load_tasks
+    from ..tasks import load_tasks, smallest_tasks
 
     tasks = load_tasks(options.data, solutions=options.solutions).tasks
     if options.skip_smallest < 0:

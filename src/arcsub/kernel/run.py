@@ -32,7 +32,7 @@ from ..errors import ArcsubError
 from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
 from ..models.loading import read_config
-from ..tasks import Task, load_tasks
+from ..tasks import load_tasks, smallest_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget, checkpointing_needed
 from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile_for_slug
@@ -175,10 +175,6 @@ def place_workers(
     return Placement("cuda", workers, config, {**engine_env, **environ})  # a setting the user made wins
 
 
-def smallest(tasks: list[Task], count: int) -> list[Task]:
-    return sorted(tasks, key=lambda t: (t.cells, t.id))[:count]
-
-
 def worker_slots(count: int, device: str, spec: dict, temp: Path, environ: Mapping[str, str]) -> list[WorkerSlot]:
     """One slot per GPU (``CUDA_VISIBLE_DEVICES``), or per equal share of the cores."""
     cores = sorted(os.sched_getaffinity(0))
@@ -248,7 +244,7 @@ def run_kernel(
     mode = "full"
     if is_placeholder({t.id for t in tasks}, inputs.competition_dir, environ):
         mode = "smoke"
-        todo = [t for t in smallest(tasks, config.kernel.smoke_tasks) if t.id not in set(resumed)]
+        todo = [t for t in smallest_tasks(tasks, config.kernel.smoke_tasks) if t.id not in set(resumed)]
         limit = min(limit, config.kernel.smoke_budget_s)
     budget = Budget(start, limit, profile.plan.safety_margin_s)
     for line in inputs.describe():

@@ -83,8 +83,7 @@ class SimulationOptions:
 
 
 def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
-    from ..pipeline import smallest_tasks
-    from ..tasks import load_tasks
+    from ..tasks import load_tasks, smallest_tasks
 
     if options.data and options.challenges:
         raise SimulationError("pass either --data or --challenges, not both")
