@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from arcsub.io import atomic_dir, write_json_atomic, write_text_atomic
+from arcsub.io import atomic_dir, folder_bytes, write_json_atomic, write_text_atomic
 
 
 def _leftovers(folder):
@@ -69,3 +69,22 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_folder_bytes_counts_each_file_once_and_a_symlink_as_itself(tmp_path):
+    folder = tmp_path / "bundle"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"x" * 1000)
+    (folder / "sub" / "b.bin").write_bytes(b"y" * 300)
+    assert folder_bytes(folder) == 1300
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.bin").write_bytes(b"z" * 5000)
+    (folder / "to_a").symlink_to(folder / "a.bin")  # a target inside: counted once, under its own name
+    (folder / "to_big").symlink_to(outside / "big.bin")  # a target outside: not on this folder's disk
+    (folder / "to_dir").symlink_to(outside, target_is_directory=True)  # not entered
+    links = sum(os.lstat(folder / name).st_size for name in ("to_a", "to_big", "to_dir"))
+    assert 0 < links < 1000
+    assert folder_bytes(folder) == 1300 + links
+    assert folder_bytes(tmp_path / "missing") == 0

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash leaves either the old file or the new one, never half."""
+"""The ground's file handling: atomic writes (a crash leaves either the old file or the
+new one, never half), file hashes, a cross-process lock, and the size of a folder."""
 
 from __future__ import annotations
 
@@ -105,3 +106,30 @@ def exclusive_lock(lock_path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def folder_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the files under ``folder``: apparent sizes, each name once.
+
+    A symlink counts as the link itself (``lstat``), never its target, and a symlinked
+    folder is not entered: a target inside ``folder`` is already counted under its own
+    name, and one outside it is not on this folder's disk quota (Kaggle's working-disk
+    limit and a dataset upload are both about what lies in the folder). Hard links
+    count once per name, as an upload copies each. A file that vanishes while it is
+    counted (a running kernel's temp files) is skipped; a missing ``folder`` is 0."""
+    total = 0
+    stack = [os.fspath(folder)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total

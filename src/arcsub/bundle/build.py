@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArcsubError
-from ..io import atomic_dir, write_json_atomic
+from ..io import atomic_dir, folder_bytes, write_json_atomic
 from ..kernel.inputs import INSTALL_PLAN
 from .metadata import DATASET_METADATA, KERNEL_METADATA, PLACEHOLDER_OWNER
 
@@ -115,10 +115,6 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or no hard links there
         shutil.copy2(source, target)
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 # ---------------------------------------------------------------- the three folders

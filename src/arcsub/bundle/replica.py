@@ -35,7 +35,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from ..errors import ArcsubError
-from ..io import exclusive_lock, write_json_atomic
+from ..io import exclusive_lock, folder_bytes, write_json_atomic
 from .image_list import ImageList, Listed, base_requirements
 from .venv import run_checked
 
@@ -275,16 +275,6 @@ def _pip_with_bar(command: list, total: int, env: dict) -> None:
 
 def python_of(venv: Path) -> Path:
     return Path(venv) / "bin" / "python"
-
-
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for base, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(base, name)
-            if not os.path.islink(path):
-                total += os.path.getsize(path)
-    return total
 
 
 def _run(command: list, what: str, env=None) -> subprocess.CompletedProcess:

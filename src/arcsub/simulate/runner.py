@@ -26,8 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from ..io import folder_bytes
 from ..signals import note_ended
-from .tree import bytes_under
 
 NO_NAMESPACE_ENV = "ARCSUB_SIMULATE_NO_NAMESPACE"
 NAMESPACE_FLAGS = ("--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child")
@@ -269,7 +269,7 @@ class Watch:
                     break
             if self.launch.watch_disk is not None and now >= self.next_disk:
                 self.next_disk = now + DISK_POLL_S
-                used = bytes_under(self.launch.watch_disk)
+                used = folder_bytes(self.launch.watch_disk)
                 self.record.peak_disk_bytes = max(self.record.peak_disk_bytes or 0, used)
                 if used > self.limits.disk_bytes:
                     self.kill("disk", f"working folder {used} bytes over the limit of {self.limits.disk_bytes}", now)

@@ -12,7 +12,7 @@ from pathlib import Path
 import arcsub
 
 from ..console import say
-from ..io import write_json_atomic
+from ..io import folder_bytes, write_json_atomic
 from ..tasks import Task
 from .bundle import bundle_inputs
 from .report import failures, final_lines, judge_submission, read_kernel_report
@@ -26,7 +26,7 @@ from .runner import (
     namespace_support,
     run_kernel,
 )
-from .tree import Layout, SimulationError, build_tree, bytes_under, clear_out
+from .tree import Layout, SimulationError, build_tree, clear_out
 
 DEFAULT_PROFILE = "local-cpu"
 DEFAULT_DATA = "arc1/evaluation"
@@ -287,7 +287,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
 
     record = run_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
     submission = judge_submission(layout.working / "submission.json", tasks)
-    disk_used = bytes_under(layout.working)
+    disk_used = folder_bytes(layout.working)
     report = {
         "kernel": str(kernel),
         "mode": mode,

@@ -173,23 +173,3 @@ def build_tree(
     layout.temp.mkdir(parents=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
     return built
-
-
-def bytes_under(path: Path) -> int:
-    """Bytes of the files under ``path`` (apparent sizes; symlinks not followed)."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                else:
-                    total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
