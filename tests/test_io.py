@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from arcsub.io import atomic_dir, folder_bytes, write_json_atomic, write_text_atomic
+from arcsub.errors import ConfigError, DatasetNotFoundError, TaskFormatError
+from arcsub.io import atomic_dir, folder_bytes, read_json, read_toml, write_json_atomic, write_text_atomic
 
 
 def _leftovers(folder):
@@ -29,10 +30,9 @@ def test_atomic_dir_keeps_the_old_folder_when_the_block_fails(tmp_path):
     target = tmp_path / "adapter"
     with atomic_dir(target) as tmp:
         (tmp / "a.txt").write_text("one")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "a.txt").write_text("half")
-            raise RuntimeError("crash while writing")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("crash while writing")
     assert (target / "a.txt").read_text() == "one"
     assert _leftovers(tmp_path) == []
 
@@ -49,9 +49,8 @@ def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monke
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        with atomic_dir(target) as tmp:
-            (tmp / "a.txt").write_text("two")
+    with pytest.raises(OSError, match="disk full"), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("two")
     assert (target / "a.txt").read_text() == "one"
     assert _leftovers(tmp_path) == []
 
@@ -88,3 +87,32 @@ def test_folder_bytes_counts_each_file_once_and_a_symlink_as_itself(tmp_path):
     assert 0 < links < 1000
     assert folder_bytes(folder) == 1300 + links
     assert folder_bytes(tmp_path / "missing") == 0
+
+
+def test_the_reader_names_the_file_and_the_fix_in_one_line(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good, TaskFormatError) == {"a": [1, 2]}
+    toml = tmp_path / "c.toml"
+    toml.write_text("[prompt]\nmax = 3\n")
+    assert read_toml(toml, ConfigError) == {"prompt": {"max": 3}}
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(TaskFormatError, match=r"broken.json: not valid JSON \(Expecting property name.*\); fix it$"):
+        read_json(broken, TaskFormatError, fix="fix it")
+    (tmp_path / "bad.toml").write_text("[prompt\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML \(") as caught:
+        read_toml(tmp_path / "bad.toml", ConfigError)
+    assert "\n" not in str(caught.value) and caught.value.__cause__ is None
+    (tmp_path / "latin1.json").write_bytes(b'"\xe9"')
+    with pytest.raises(TaskFormatError, match="latin1.json: not valid JSON"):
+        read_json(tmp_path / "latin1.json", TaskFormatError)
+    with pytest.raises(TaskFormatError, match=r"unreadable .*; fix it$"):
+        read_json(tmp_path, TaskFormatError, fix="fix it")  # a folder
+
+    with pytest.raises(TaskFormatError, match=r"nope.json: file not found$"):
+        read_json(tmp_path / "nope.json", TaskFormatError)
+    with pytest.raises(DatasetNotFoundError, match=r"nope.json: no tasks here; pass a file$"):
+        read_json(tmp_path / "nope.json", TaskFormatError, missing="no tasks here; pass a file",
+                  missing_error=DatasetNotFoundError)  # fmt: skip

@@ -51,7 +51,10 @@ def test_the_manifest_round_trips_and_a_broken_one_is_named(tmp_path):
     assert again.to_json() == manifest.to_json()
     assert read_training_manifest(tmp_path / "none") is None
     (tmp_path / TRAINING_MANIFEST).write_text("{")
-    with pytest.raises(LeakageError, match=f"{TRAINING_MANIFEST}: unreadable"):
+    with pytest.raises(LeakageError, match=f"{TRAINING_MANIFEST}: not valid JSON .*; restore it or retrain"):
+        read_training_manifest(tmp_path)
+    (tmp_path / TRAINING_MANIFEST).write_text("[]")
+    with pytest.raises(LeakageError, match=f"{TRAINING_MANIFEST}: unreadable training manifest"):
         read_training_manifest(tmp_path)
 
 

@@ -1,5 +1,6 @@
 """The ground's file handling: atomic writes (a crash leaves either the old file or the
-new one, never half), file hashes, a cross-process lock, and the size of a folder."""
+new one, never half), the one JSON/TOML reader (a missing or malformed file is one
+named error), file hashes, a cross-process lock, and the size of a folder."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import json
 import os
 import shutil
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -52,6 +54,53 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
     text = json.dumps(obj, indent=indent, separators=None if indent else (",", ":"))
     return write_text_atomic(path, text + "\n")
+
+
+def read_json(
+    path: str | os.PathLike,
+    error: type[Exception],
+    *,
+    fix: str = "",
+    missing: str = "file not found",
+    missing_error: type[Exception] | None = None,
+) -> Any:
+    """A JSON file's content, or one line of ``error`` that names the file and the fix.
+
+    A missing file raises ``missing_error`` (default ``error``) with ``"{path}:
+    {missing}"``; a file that cannot be read or parsed raises ``error`` with ``"{path}:
+    not valid JSON (reason); {fix}"``. Files are UTF-8. What the content must hold is
+    the caller's to check."""
+    return _read_data(path, json.loads, "JSON", error, fix, missing, missing_error)
+
+
+def read_toml(
+    path: str | os.PathLike,
+    error: type[Exception],
+    *,
+    fix: str = "",
+    missing: str = "file not found",
+    missing_error: type[Exception] | None = None,
+) -> dict[str, Any]:
+    """A TOML file's tables, with the errors of ``read_json`` (``not valid TOML``)."""
+    return _read_data(path, tomllib.loads, "TOML", error, fix, missing, missing_error)
+
+
+def _read_data(path, parse, kind: str, error, fix: str, missing: str, missing_error) -> Any:
+    path = Path(path)
+    tail = f"; {fix}" if fix else ""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _raise(missing_error or error, f"{path}: {missing}")
+    except OSError as exc:  # a folder, no permission
+        _raise(error, f"{path}: unreadable ({exc.strerror or exc}){tail}")
+    except ValueError as exc:  # JSONDecodeError, TOMLDecodeError, UnicodeDecodeError
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        _raise(error, f"{path}: not valid {kind} ({reason}){tail}")
+
+
+def _raise(error: type[Exception], message: str) -> NoReturn:
+    raise error(message) from None
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ArcsubError
-from .io import write_json_atomic
+from .io import read_json, write_json_atomic
 from .tasks import Grid, Task
 
 TRAINING_MANIFEST = "arcsub-training.json"
@@ -100,14 +100,14 @@ def read_training_manifest(folder: str | Path) -> TrainingManifest | None:
     path = Path(folder) / TRAINING_MANIFEST
     if not path.is_file():
         return None
+    data = read_json(path, LeakageError, fix="restore it or retrain")
     try:
-        data = json.loads(path.read_text())
         held_out = set(data.get("held_out_task_ids", ()))  # manifests before held-out tasks have none
         excluded = list(data.get("excluded", ()))  # nor do those before excluded sources
         return TrainingManifest(
             list(data["sources"]), set(data["task_ids"]), set(data["grid_hashes"]), held_out, excluded
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise LeakageError(f"{path}: unreadable training manifest ({exc}); restore it or retrain") from None
 
 

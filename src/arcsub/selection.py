@@ -11,7 +11,6 @@ prediction as ``{"grid": [[...]] | null, "logprob": float | null, "aug": key}``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SubmissionError
-from .io import write_json_atomic
+from .io import read_json, write_json_atomic
 from .tasks import Grid, TaskFormatError, check_grid, grid_to_list
 
 
@@ -163,12 +162,7 @@ def save_predictions(path: str | Path, predictions: PredictionSet) -> Path:
 
 
 def load_predictions(path: str | Path) -> PredictionSet:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SubmissionError(f"{path}: predictions file not found") from None
-    except ValueError as exc:
-        raise SubmissionError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, SubmissionError, missing="predictions file not found")
     if not isinstance(data, dict):
         raise SubmissionError(f"{path}: expected {{task_id: [[prediction, ...], ...]}}")
     result: PredictionSet = {}

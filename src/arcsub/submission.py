@@ -27,14 +27,13 @@ models beyond the score:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SubmissionError, TaskFormatError
-from .io import write_json_atomic
+from .io import read_json, write_json_atomic
 from .selection import PredictionSet, vote
 from .tasks import Grid, Task, check_grid, grid_shape, grid_to_list, load_tasks
 
@@ -56,12 +55,7 @@ def write_submission(path: str | Path, submission: Submission) -> Path:
 
 
 def load_submission(path: str | Path) -> Submission:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SubmissionError(f"{path}: submission file not found") from None
-    except ValueError as exc:
-        raise SubmissionError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, SubmissionError, missing="submission file not found")
     if not isinstance(data, dict):
         raise SubmissionError(f"{path}: expected an object {{task_id: [{{attempt_1, attempt_2}}, ...]}}")
     return data

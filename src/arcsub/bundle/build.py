@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArcsubError
-from ..io import atomic_dir, folder_bytes, write_json_atomic
+from ..io import atomic_dir, folder_bytes, read_json, write_json_atomic
 from ..kernel.inputs import INSTALL_PLAN
 from .metadata import DATASET_METADATA, KERNEL_METADATA, PLACEHOLDER_OWNER
 
@@ -253,12 +253,12 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
 
 def read_manifest(build: Path) -> dict:
     path = Path(build) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BuildError(f"{path}: no bundle there; build one first (python build_kernel.py --target cpu)") from None
-    except (OSError, ValueError) as exc:
-        raise BuildError(f"{path}: unreadable ({exc}); rebuild the bundle") from None
+    manifest = read_json(
+        path,
+        BuildError,
+        missing="no bundle there; build one first (python build_kernel.py --target cpu)",
+        fix="rebuild the bundle",
+    )
     if not isinstance(manifest, dict) or "target" not in manifest:
         raise BuildError(f"{path}: not a bundle manifest; rebuild the bundle")
     return manifest

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..errors import ArcsubError
+from ..io import read_json
 
 KERNEL_METADATA = "kernel-metadata.json"
 DATASET_METADATA = "dataset-metadata.json"
@@ -509,10 +510,7 @@ def validate_dataset_metadata(meta: dict, folder: Path) -> list[str]:
 
 # ---------------------------------------------------------------- an upload folder
 def _read_metadata(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise MetadataError(f"{path}: not valid JSON ({exc}); rebuild the bundle") from None
+    data = read_json(path, MetadataError, missing="missing; rebuild the bundle", fix="rebuild the bundle")
     if not isinstance(data, dict):
         raise MetadataError(f"{path}: holds a JSON {type(data).__name__}, not an object; rebuild the bundle")
     return data

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ArcsubError
+from ..io import read_json
 from ..signals import note_ended
 from .build import MANIFEST
 from .metadata import (
@@ -106,12 +107,7 @@ class PushResult:
 
 # ---------------------------------------------------------------- reading the build
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise PushError(f"{path}: missing; build the bundle first (python build_kernel.py)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PushError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, PushError, missing="missing; build the bundle first (python build_kernel.py)")
     if not isinstance(data, dict):
         raise PushError(f"{path}: expected a JSON object")
     return data

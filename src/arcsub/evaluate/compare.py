@@ -16,7 +16,6 @@ of them share, which is what ranks them and what the statistics use.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..io import read_json
 from .budget import EvaluationError
 
 EVALUATION_FILE = "evaluation.json"
@@ -113,13 +113,12 @@ def load_evaluation(path: str | os.PathLike) -> Evaluation:
                 f"or its {EVALUATION_FILE}"
             )
         path = path / EVALUATION_FILE
-    if not path.is_file():
-        raise EvaluationFileError(f"{path}: no such file; run `arcsub evaluate ... --out FOLDER` and pass FOLDER")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise EvaluationFileError(f"{path}: not valid JSON ({reason}); {REWRITE_HINT}") from None
+    record = read_json(
+        path,
+        EvaluationFileError,
+        missing="no such file; run `arcsub evaluate ... --out FOLDER` and pass FOLDER",
+        fix=REWRITE_HINT,
+    )
     _check_record(record, path)
     return Evaluation(path, record)
 

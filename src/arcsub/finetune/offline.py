@@ -41,7 +41,6 @@ serve on a T4 never leaves silently.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -52,7 +51,7 @@ from pathlib import Path
 
 from ..config import Config, save_config
 from ..errors import ArcsubError, FinetuneError
-from ..io import atomic_dir, write_json_atomic
+from ..io import atomic_dir, read_json, write_json_atomic
 from ..leakage import (
     TRAINING_MANIFEST,
     TrainingManifest,
@@ -87,10 +86,9 @@ def checkpoints(out_dir: Path) -> list[Path]:
 
 def read_run(out_dir: Path) -> dict:
     """The run's ``run.json``; ``data`` and ``val_data`` as lists (older runs held one string)."""
-    try:
-        run = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not (out_dir / RUN_FILE).is_file():
         raise FinetuneError(f"{out_dir}: holds no fine-tuning run ({RUN_FILE} missing); start one without --resume")
+    run = read_json(out_dir / RUN_FILE, FinetuneError, fix="start the run again without --resume")
     return run | {"data": _as_list(run.get("data") or []), "val_data": _as_list(run.get("val_data") or [])}
 
 

@@ -11,12 +11,12 @@ officially confirmed are listed in ``assumed``, and every report repeats them.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArcsubError
+from ..io import read_toml
 
 SHIPPED_DIR = Path(__file__).with_name("profiles")
 DEFAULT_PROFILE = "arc-prize-2024"
@@ -124,12 +124,7 @@ def _section(cls, values: Any, where: str):
 def read_profile(path: str | Path) -> CompetitionProfile:
     """One profile file, checked: unknown or missing keys name the file and the key."""
     path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: profile file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML ({exc})") from None
+    values = read_toml(path, ProfileError, missing="profile file not found")
     values = dict(_section(CompetitionProfile, values, str(path)))
     try:
         machine = Machine(**_section(Machine, values.pop("machine"), f"{path}: [machine]"))

@@ -9,7 +9,6 @@ same way).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from ..console import say
 from ..errors import ModelNotFoundError
+from ..io import read_json
 from . import config_facts as facts
 from .default import resolve_model
 
@@ -24,12 +24,9 @@ from .default import resolve_model
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """A model folder's ``config.json`` as a dict, with one-line errors."""
     path = Path(path)
-    try:
-        return json.loads((path / "config.json").read_text())
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"{path}: no config.json; pass a Hugging Face model folder") from None
-    except ValueError as exc:
-        raise ModelNotFoundError(f"{path}/config.json: not valid JSON ({exc})") from None
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path}: no config.json; pass a Hugging Face model folder")
+    return read_json(path / "config.json", ModelNotFoundError)
 
 
 def model_window(model: str | os.PathLike | Mapping[str, Any]) -> int:

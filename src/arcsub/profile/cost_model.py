@@ -17,14 +17,13 @@ for the fit only; reading a ``profile.json`` imports nothing heavy.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ArcsubError
+from ..io import read_json
 
 FORMAT = "arcsub-profile"
 VERSION = 1
@@ -254,18 +253,6 @@ def cost_model_from_dict(data: Any, where: str) -> CostModel:
     )
 
 
-def read_json_file(path: str | os.PathLike, missing: str, invalid: str) -> Any:
-    """A JSON file's content; a missing or malformed one is one ``ProfilingError`` line
-    ending in ``missing`` or ``invalid`` (the fix)."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfilingError(f"{path}: {missing}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProfilingError(f"{path}: not valid JSON ({exc}); {invalid}") from None
-
-
 def check_profile_json(data: Any, path: str | os.PathLike) -> dict[str, Any]:
     """``data`` when it is a ``profile.json`` of this arcsub's version, else one line."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -280,10 +267,11 @@ def check_profile_json(data: Any, path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_profile_json(path: str | os.PathLike) -> dict[str, Any]:
-    data = read_json_file(
+    data = read_json(
         path,
-        f"profile file not found; measure one with `arcsub profile measure --model M -o {path}`",
-        "re-run `arcsub profile measure`",
+        ProfilingError,
+        missing=f"profile file not found; measure one with `arcsub profile measure --model M -o {path}`",
+        fix="re-run `arcsub profile measure`",
     )
     return check_profile_json(data, path)
 

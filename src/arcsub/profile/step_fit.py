@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -31,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json_atomic
+from ..io import read_json, write_json_atomic
 from ..models.registry import CANDIDATES
 from .cost_model import FORMAT as PROFILE_FORMAT
-from .cost_model import ProfilingError, check_profile_json, read_json_file
+from .cost_model import ProfilingError, check_profile_json
 from .flops import datasheet_peak, step_arithmetic
 
 FITS_FORMAT = "arcsub-step-fits"
@@ -264,8 +263,8 @@ def fit_measured(paths: Sequence[str | os.PathLike], *, peak_flops: float | None
     dates, points, peaks = [], [], []
     for path in paths:
         path = Path(path)
-        data = read_json_file(path, "file not found; pass profile.json files from `arcsub profile measure`",
-                              "pass profile.json files or bench/ttft_throughput.py's JSON")  # fmt: skip
+        data = read_json(path, ProfilingError, missing="file not found; pass profile.json files from `arcsub profile measure`",
+                         fix="pass profile.json files or bench/ttft_throughput.py's JSON")  # fmt: skip
         kind = data.get("format") if isinstance(data, dict) else None
         if kind == BENCH_FORMAT:
             device, date, found, peak = points_from_bench(data, str(path))
@@ -295,16 +294,14 @@ def fit_measured(paths: Sequence[str | os.PathLike], *, peak_flops: float | None
 def recorded_fits(path: str | os.PathLike | None = None) -> list[StepCostFit]:
     """The fits in ``path`` (default: the ones shipped with arcsub, ``step_fits.json``)."""
     path = Path(path) if path is not None else RECORDED
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if path == RECORDED:
-            return []
-        raise ProfilingError(
-            f"{path}: step-fit file not found; write one with `arcsub profile fit ... -o {path}`"
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProfilingError(f"{path}: not valid JSON ({exc}); write it with `arcsub profile fit`") from None
+    if path == RECORDED and not path.exists():
+        return []
+    data = read_json(
+        path,
+        ProfilingError,
+        missing=f"step-fit file not found; write one with `arcsub profile fit ... -o {path}`",
+        fix="write it with `arcsub profile fit`",
+    )
     if not isinstance(data, dict) or data.get("format") != FITS_FORMAT or not isinstance(data.get("fits"), list):
         raise ProfilingError(
             f'{path}: not a step-fit file (no "format": "{FITS_FORMAT}"); write it with `arcsub profile fit`'
