@@ -528,9 +528,10 @@ def _kernel_extras(folder: Path, meta: Mapping) -> list[str]:
     ]
 
 
-def check_upload_folder(folder: Path) -> None:
+def check_upload_folder(folder: Path) -> dict:
     """Raise :class:`MetadataError` listing every problem of one upload folder: a kernel
-    folder or a dataset folder, told apart by its metadata file."""
+    folder or a dataset folder, told apart by its metadata file. Returns the metadata,
+    checked (what a push then reads)."""
     folder = Path(folder)
     kernel, dataset = folder / KERNEL_METADATA, folder / DATASET_METADATA
     if not folder.is_dir():
@@ -549,6 +550,7 @@ def check_upload_folder(folder: Path) -> None:
         problems = validate_dataset_metadata(meta, folder)
     if problems:
         raise MetadataError(f"{len(problems)} problem(s) in {where}:\n" + "\n".join(problems))
+    return meta
 
 
 # ---------------------------------------------------------------- the push: rules across the folders

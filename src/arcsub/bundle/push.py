@@ -113,26 +113,14 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _dataset_ref(folder: Path) -> tuple[str, dict]:
-    meta = _read_json(folder / DATASET_METADATA)
-    ref = meta.get("id")
-    if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
-        raise PushError(f"{folder / DATASET_METADATA}: 'id' must be 'owner/slug', got {ref!r}")
-    return ref, meta
-
-
-def _kernel_meta(folder: Path) -> dict:
-    meta = _read_json(folder / KERNEL_METADATA)
-    ref, code_file = meta.get("id"), meta.get("code_file")
-    if not isinstance(ref, str) or ref.count("/") != 1:
-        raise PushError(f"{folder / KERNEL_METADATA}: 'id' must be 'owner/slug', got {ref!r}")
-    if not isinstance(code_file, str) or not (folder / code_file).is_file():
-        raise PushError(f"{folder / KERNEL_METADATA}: code_file {code_file!r} is not a file in {folder}")
-    # The CLI defaults a missing enable_internet to true, and a code-competition kernel with
-    # internet on cannot be submitted: refuse rather than push a kernel that cannot score.
-    if meta.get("enable_internet") not in (False, "false"):
-        raise PushError(f"{folder / KERNEL_METADATA}: enable_internet must be false for a competition submission")
-    return meta
+def _upload_folder(folder: Path, metadata_file: str) -> Path:
+    """``folder``, when it holds ``metadata_file`` (which of the build's folders is
+    which); what the file must hold is ``metadata.check_upload_folder``'s to say."""
+    if not folder.is_dir():
+        raise PushError(f"{folder}: missing upload folder; build the bundle first (python build_kernel.py)")
+    if not (folder / metadata_file).is_file():
+        raise PushError(f"{folder / metadata_file}: missing; build the bundle first (python build_kernel.py)")
+    return folder
 
 
 def _refuse_other_targets(build: Path) -> None:
@@ -390,20 +378,16 @@ def push(
     if not build.is_dir():
         raise PushError(f"{build}: no such build folder; build the bundle first (python build_kernel.py)")
     _refuse_other_targets(build)
-    datasets = []
-    for name in DATASET_FOLDERS:
-        folder = build / name
-        if not folder.is_dir():
-            raise PushError(f"{folder}: missing dataset folder; build the bundle first (python build_kernel.py)")
-        ref, meta = _dataset_ref(folder)
-        datasets.append((folder, ref, meta))
-    kernel_folder = build / KERNEL_FOLDER
-    kernel_meta = _kernel_meta(kernel_folder)
+    dataset_folders = [_upload_folder(build / name, DATASET_METADATA) for name in DATASET_FOLDERS]
+    kernel_folder = _upload_folder(build / KERNEL_FOLDER, KERNEL_METADATA)
     # The same checks as the build: a folder edited by hand since then is caught here,
-    # before anything leaves this machine.
-    refuse_secrets([folder for folder, _ref, _meta in datasets] + [kernel_folder])
-    for folder in [*(f for f, _r, _m in datasets), kernel_folder]:
-        check_upload_folder(folder)
+    # before anything leaves this machine (metadata.py holds every metadata rule).
+    refuse_secrets([*dataset_folders, kernel_folder])
+    datasets = []
+    for folder in dataset_folders:
+        meta = check_upload_folder(folder)
+        datasets.append((folder, meta["id"], meta))
+    kernel_meta = check_upload_folder(kernel_folder)
     refusal = _push_refusal(build, datasets, kernel_folder, kernel_meta)
     result = PushResult(kernel_ref=kernel_meta["id"], dry_run=dry_run)
 
