@@ -29,6 +29,7 @@ from arcsub.finetune import (
     load_adapter,
     save_adapter,
     save_merged,
+    task_slice,
     train_examples,
     train_task,
     train_tasks,
@@ -321,6 +322,16 @@ def test_deadline_is_honoured(tiny_llama_path, default_tokenizer, small_tasks):
 
     late = train_task(model, default_tokenizer, small_tasks[0], config_with(), deadline=time.time() - 1)
     assert late.stop_reason == STOP_DEADLINE and late.steps == 0
+
+
+def test_one_process_shares_a_deadline_by_size_and_passes_on_unused_time():
+    # train_tasks: tasks of size 1 and 3, 100 s left, no other worker (the kernel's
+    # several workers are in test_kernel.py)
+    first = task_slice(1, 4, now=0, deadline=100)
+    assert first == pytest.approx(25)
+    assert task_slice(3, 3, now=first, deadline=100) == pytest.approx(75)
+    assert task_slice(3, 3, now=10, deadline=100) == pytest.approx(90)  # the first ended early
+    assert task_slice(3, 3, now=120, deadline=100) == 0
 
 
 class NaNAt:

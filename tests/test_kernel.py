@@ -15,9 +15,10 @@ import pytest
 
 from arcsub.config import KernelConfig
 from arcsub.errors import ArcsubError
+from arcsub.finetune import task_slice
 from arcsub.kernel import load_profile, profile_names
 from arcsub.kernel.inputs import TEST_FILE, find_inputs, is_placeholder
-from arcsub.kernel.plan import Budget, CostModel, InferenceAsk, LinearCost, plan_task, task_slice
+from arcsub.kernel.plan import Budget, CostModel, InferenceAsk, LinearCost, plan_task
 from arcsub.kernel.profiles import ProfileError
 from arcsub.kernel.results import SubmissionBook
 from arcsub.submission import load_submission, validate_submission

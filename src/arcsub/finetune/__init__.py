@@ -11,7 +11,8 @@ Typical use (the kernel, or the model checks)::
     results = train_tasks(model, tokenizer, tasks, config, "adapters", deadline=deadline)
 
 ``train_tasks`` gives every task the same initial adapter, shares the time left
-before the deadline among the tasks still to train, skips tasks whose adapter is
+before the deadline among the tasks still to train by their size (``task_slice``,
+``slices.py``: the kernel shares its deadline the same way), skips tasks whose adapter is
 already on disk (resume), and trains one shared adapter with
 ``finetune.adapter_mode = "shared"``.
 
@@ -28,6 +29,8 @@ The public entry
         data with a fresh augmentation per step (``data.py``); a task whose smallest
         prompt does not fit comes back with ``stop_reason == "skipped"``
   ``train_tasks(...)``  the above for many tasks, adapters saved (``ttft.py``)
+  ``task_slice(weight, waiting_weight, now, deadline, busy_until=())``  a task's share
+        of the time left (``slices.py``): the one way a deadline is shared across tasks
   ``expected_step_tokens(task, tokenizer, config)``  the tokens a step of that task will
         carry (one sequence, or a packed ``finetune.tokens_per_step``): what the
         kernel prices a step by
@@ -54,6 +57,7 @@ from .adapters import load_adapter, save_adapter, save_merged
 from .loop import train_examples
 from .model import attach_lora, load_for_training, restore_trainable, trainable_state
 from .result import STOP_DEADLINE, STOP_MAX_STEPS, STOP_NON_FINITE, STOP_SKIPPED, TrainResult
+from .slices import task_slice
 from .ttft import expected_step_tokens, train_task, train_tasks
 
 __all__ = [
@@ -69,6 +73,7 @@ __all__ = [
     "restore_trainable",
     "save_adapter",
     "save_merged",
+    "task_slice",
     "train_examples",
     "train_task",
     "train_tasks",

@@ -23,6 +23,7 @@ from .data import LeaveOneOut
 from .loop import train_examples
 from .model import restore_trainable, trainable_state
 from .result import STOP_SKIPPED, TrainResult
+from .slices import task_slice
 
 log = logging.getLogger("arcsub.finetune")
 
@@ -125,8 +126,9 @@ def train_tasks(
 
     per_task  one adapter per task in ``out_dir/<task_id>/``; every task starts from
               the same initial adapter; the time left before ``deadline`` is shared
-              evenly among the tasks still to train; a task whose adapter folder
-              already holds a result is not trained again (resume)
+              among the tasks still to train by their size (``task_slice``, as the
+              kernel shares it); a task whose adapter folder already holds a result
+              is not trained again (resume)
     shared    one adapter over all the tasks in ``out_dir/shared/``
 
     The config is saved as ``out_dir/config.toml``; ``progress`` shows one bar for all
@@ -150,7 +152,8 @@ def train_tasks(
 
         initial = trainable_state(model)
         results: dict[str, TrainResult] = {}
-        for index, task in enumerate(tasks):
+        waiting = sum(float(t.cells) for t in tasks if not (out / t.id / RESULT_FILE).is_file())
+        for task in tasks:
             bar.set_postfix_str(task.id, refresh=False)
             target = out / task.id
             if (target / RESULT_FILE).is_file():
@@ -160,7 +163,9 @@ def train_tasks(
                 continue
             task_deadline = None
             if deadline is not None:
-                task_deadline = time.time() + max(0.0, deadline - time.time()) / (len(tasks) - index)
+                now = time.time()
+                task_deadline = now + task_slice(float(task.cells), waiting, now, deadline)
+            waiting -= float(task.cells)
             restore_trainable(model, initial)
             result = train_task(
                 model, tokenizer, task, config, deadline=task_deadline, max_steps=steps,

@@ -5,9 +5,10 @@ Deadline: the profile's time limit (or the simulator's budget) counted from the
 kernel's start, minus the profile's safety margin. Tasks run longest first (fewest
 left for the end, when a slow one would overrun) and go to whichever worker is free.
 
-A task's slice: the worker time still available before the deadline over all
-workers, shared among the tasks not yet started in proportion to their size (cells),
-and never past the deadline. Because the slice is recomputed from the time actually
+A task's slice (``finetune.task_slice``, the one way a deadline is shared across
+tasks): the worker time still available before the deadline over all workers, shared
+among the tasks not yet started in proportion to their size (cells), and never past
+the deadline. Because the slice is recomputed from the time actually
 left whenever a task starts, a run that goes faster or slower than planned rescales
 every later task: the budget is used, and not overrun.
 
@@ -58,17 +59,6 @@ def order_longest_first(weights: dict[str, float]) -> list[str]:
 
 def order_smallest_first(weights: dict[str, float]) -> list[str]:
     return sorted(weights, key=lambda tid: (weights[tid], tid))
-
-
-def task_slice(weight: float, waiting_weight: float, now: float, deadline: float, busy_until: list[float]) -> float:
-    """Seconds for a task starting now: its share of the worker time left.
-
-    ``waiting_weight`` sums the weights of the tasks not started yet, this one
-    included; ``busy_until`` holds, for every other live worker, when its current task
-    should end (``now`` when idle)."""
-    capacity = max(0.0, deadline - now) + sum(max(0.0, deadline - max(now, t)) for t in busy_until)
-    share = capacity * weight / waiting_weight if waiting_weight > 0 else 0.0
-    return max(0.0, min(share, deadline - now))
 
 
 class LinearCost:

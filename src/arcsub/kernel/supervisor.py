@@ -5,7 +5,7 @@ own GPU through ``CUDA_VISIBLE_DEVICES``). Each worker runs in its own process g
 so killing one also ends its engine process. The loop:
 
   * start (or restart) workers while tasks are left and there is time for a start-up;
-  * give a free worker the next task with its deadline (``plan.task_slice``);
+  * give a free worker the next task with its deadline (``finetune.task_slice``);
   * merge each result into ``submission.json`` as it arrives;
   * a worker that exits, or runs past its task's deadline by ``kernel.grace_s``, costs
     that task only: it keeps the votes its step 1 left on disk (else its fallback), the
@@ -32,10 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import KernelConfig
+from ..finetune import task_slice
 from ..inference import RunStore, select_attempts
 from ..submission import make_submission
 from ..tasks import Task
-from .plan import Budget, order_longest_first, order_smallest_first, task_slice
+from .plan import Budget, order_longest_first, order_smallest_first
 from .results import SubmissionBook
 from .spec import WorkerSpec
 
