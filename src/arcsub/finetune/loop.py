@@ -457,20 +457,21 @@ class NonFiniteGuard:
 
 
 class StepTimer:
-    """A moving average of step times: no step starts that would end past the deadline."""
+    """A moving average of step times: no step starts that would end past the deadline.
+    ``clock`` gives the time now on the deadline's scale (``time.time``; a test's own)."""
 
-    def __init__(self, deadline: float | None):
-        self.deadline = deadline
+    def __init__(self, deadline: float | None, clock: Callable[[], float] = time.time):
+        self.deadline, self.clock = deadline, clock
         self.average: float | None = None
 
     def would_overrun(self) -> bool:
-        return self.deadline is not None and time.time() + (self.average or 0.0) > self.deadline
+        return self.deadline is not None and self.clock() + (self.average or 0.0) > self.deadline
 
     def record(self, seconds: float) -> None:
         self.average = seconds if self.average is None else 0.7 * self.average + 0.3 * seconds
 
     def seconds_left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.time()
+        return None if self.deadline is None else self.deadline - self.clock()
 
 
 class StepLog:
