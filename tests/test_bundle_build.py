@@ -56,6 +56,7 @@ def test_build_writes_three_valid_upload_folders(tmp_path, model_copy, config_fi
     assert wheel.name == manifest["arcsub_wheel"] and wheel.name.startswith("arcsub-")
     names = zipfile.ZipFile(wheel).namelist()
     assert "arcsub/kernel/profiles/arc-prize-2024.toml" in names  # package data rides along
+    assert "arcsub/models/candidates.toml" in names
     assert not [n for n in names if n.startswith(("tests/", "build/"))]
     wheels_meta = json.loads((build / "wheels" / "dataset-metadata.json").read_text())
     assert wheels_meta["id"] == "alice/arcsub-wheels"

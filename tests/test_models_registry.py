@@ -17,7 +17,7 @@ from arcsub.models.inspection import (
     published_count,
     t4_estimate,
 )
-from arcsub.models.registry import CANDIDATES, get_candidate
+from arcsub.models.registry import CANDIDATES, CANDIDATES_FILE, RegistryError, get_candidate, read_candidates
 
 FULLY_KNOWN = [c for c in CANDIDATES if not c.unknown]
 
@@ -119,3 +119,23 @@ def test_registry_vllm_flags_match_the_installed_vllm():
     served = ModelRegistry.get_supported_archs()
     for candidate in CANDIDATES:
         assert (candidate.architecture in served) == candidate.vllm, candidate.name
+
+
+def test_the_facts_are_data_read_strictly(tmp_path):
+    assert read_candidates() == CANDIDATES and len(CANDIDATES) == 8
+    smol = get_candidate("SmolLM2-135M-Instruct")
+    assert smol.config["rope_scaling"] is None and "rope_scaling" not in get_candidate("TinyMistral-248M").config
+    assert smol.tokenizer.special_tokens == ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+    assert get_candidate("TinyMistral-248M").tokenizer.chat_template is None  # missing: unknown
+
+    text = CANDIDATES_FILE.read_text()
+    edited = tmp_path / "candidates.toml"
+    edited.write_text(text.replace('published_params = "135M"', 'published_params = "135M"\nparams = 1', 1))
+    with pytest.raises(RegistryError, match="candidate 'AMD-Llama-135m': unknown key\\(s\\) params"):
+        read_candidates(edited)
+    edited.write_text(text.replace('tokenizer = "llama2"', 'tokenizer = "llama3"', 1))
+    with pytest.raises(RegistryError, match="tokenizer 'llama3' is not one of"):
+        read_candidates(edited)
+    edited.write_text(text.replace('repo = "amd/AMD-Llama-135m"\n', "", 1))
+    with pytest.raises(RegistryError, match="'AMD-Llama-135m': repo is missing"):
+        read_candidates(edited)
