@@ -139,37 +139,21 @@ def run_offline(
     from accelerate import Accelerator
 
     out = Path(out_dir)
-    found = checkpoints(out)
-    if found and not resume:
-        raise FinetuneError(f"{out}: holds checkpoints of another run; pass --resume to continue it, or a new --out")
-    if resume and not found:
-        raise FinetuneError(f"{out}: has no checkpoint to resume; start the run without --resume")
-
+    found = _checkpoints_for(out, resume)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
-    ft = config.finetune
     total = steps_to_train(config, max_steps)
     # Bad sources or a bad model fail before anything is written.
-    # Errors name the flag, or the config key when the sources came from the config.
-    where = "finetune.sources" if data is None and ft.sources else "--data"
-    data = _as_list(data) if data is not None else ft.sources
-    val_where = "finetune.val_sources" if val_data is None and ft.val_sources else "--val-data"
-    val_data = _as_list(val_data) if val_data is not None else ft.val_sources
-    corpus = load_corpus(
-        data, val_data, config, where=where, val_where=val_where, exclude=ft.exclude_sources,
-        skip_invalid=skip_invalid,
-    )  # fmt: skip
-    specs = [str(s.spec) for s in corpus.sources]
-    val_specs = [str(parse_source(v, val_where)) for v in val_data]
-    config = dataclasses.replace(config, finetune=dataclasses.replace(ft, sources=specs, val_sources=val_specs))
+    config, corpus = _with_sources(config, data, val_data, skip_invalid)
     ft = config.finetune
     resolve_model(model)
-    run_info = {"model": str(model), "data": specs, "val_data": val_specs}
+    run_info = {"model": str(model), "data": ft.sources, "val_data": ft.val_sources}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:  # a resumed run keeps its run.json (and the cache it names) until rewritten below
             write_json_atomic(out / RUN_FILE, run_info, indent=1)
         save_config(config, out / "config.toml")
+
     net, tokenizer = load_for_training(model, config, device=accelerator.device)
     budget = check_window(net, config)
     builder = PromptBuilder(config.prompt, tokenizer)
@@ -177,40 +161,16 @@ def run_offline(
         corpus, config, builder, cache_dir=Path(cache_dir) if cache_dir else None, accelerator=accelerator,
         progress=progress,
     )  # fmt: skip
-    validation = ValidationSet.build(corpus.validation, builder, config) if corpus.validation else None
-    if validation is not None and not len(validation):
-        raise FinetuneError(
-            f"no validation prompt fits {budget} tokens ({len(corpus.validation)} held-out task(s)); "
-            "raise finetune.max_seq_len or hold out other tasks"
-        )
+    validation = _validation_set(corpus, builder, config, budget)
     base_manifest = read_training_manifest(model) if Path(str(model)).is_dir() else None
     if main:
-        described["validation"] = {"tasks": len(corpus.validation), "prompts": len(validation or ())}
-        described["validation"]["too_long"] = validation.too_long if validation else []
-        write_json_atomic(out / RUN_FILE, run_info | described, indent=1)
-        _log_data(corpus, described, accelerator.num_processes, total)
-        if base_manifest is not None and validation is not None:
-            seen = seen_tasks(corpus.validation, base_manifest)
-            if seen:
-                log.warning(
-                    "%d validation task(s) were trained on by the base model (its %s): their loss is not held out",
-                    len(seen), TRAINING_MANIFEST,
-                )  # fmt: skip
+        _record_data(out, run_info, described, corpus, validation, base_manifest, accelerator.num_processes, total)
     resume_state = None
     if resume:
-        latest = found[-1]
-        resume_state = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=True)
+        resume_state = torch.load(found[-1] / STATE_FILE, map_location="cpu", weights_only=True)
         if main:
-            log.info("resuming from %s", latest)
-
-    seen_state: dict = {"saved": resume_state["result"]["steps"] if resume_state else -1, "state": None}
-
-    def on_step(state: TrainingState) -> None:
-        seen_state["state"] = state
-        if state.result.steps % ft.checkpoint_every == 0 and main:
-            save_checkpoint(state, out, config, ft.keep_checkpoints)
-            seen_state["saved"] = state.result.steps
-
+            log.info("resuming from %s", found[-1])
+    checkpointer = Checkpointer(out, config, saved=resume_state["result"]["steps"] if resume_state else -1, main=main)
     result = train_examples(
         net,
         examples,
@@ -221,7 +181,7 @@ def run_offline(
         stream="offline",
         accelerator=accelerator,
         resume_state=resume_state,
-        on_step=on_step,
+        on_step=checkpointer.on_step,
         progress=progress,
         evaluate=validation.evaluate if validation is not None else None,
     )
@@ -230,28 +190,119 @@ def run_offline(
         result.tokens = int(accelerator.reduce(tokens, "sum").item())
     overflow = None
     if main:
-        if seen_state["state"] is not None and seen_state["saved"] != result.steps:
-            save_checkpoint(seen_state["state"], out, config, ft.keep_checkpoints)  # the run can always resume
-        final = out / ("adapter" if ft.method == "lora" else "model")
-        save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
-        # What it trained on travels with the weights: evaluations refuse those tasks.
-        manifest = base_manifest or TrainingManifest()
-        for source in corpus.sources:
-            manifest.add(source.spec.source, source.tasks)
-        manifest.hold_out(corpus.validation)
-        leaked = [e for e in (manifest.exclude(s.spec.source, s.tasks) for s in corpus.excluded) if e["seen"]]
-        if leaked:  # the hold-out above makes this impossible; a manifest that says otherwise must not ship
-            counts = "; ".join(f"{e['source']}: {e['seen']}" for e in leaked)
-            raise FinetuneError(f"{final}: trained on excluded tasks ({counts}); do not ship these weights")
-        write_training_manifest(final, manifest)
-        if ft.merge:
-            overflow = _merge_and_check(net, tokenizer, out, final, manifest, result, corpus, budget, fp16_check)
-        log.debug("%s", result.summary())  # the command prints it
-        log.info("weights: %s", final)
+        checkpointer.finish(result)  # the run can always resume
+        overflow = _save_final(net, tokenizer, out, ft, result, corpus, base_manifest, budget, fp16_check)
     accelerator.wait_for_everyone()
     if overflow:
         raise FinetuneError(overflow)
     return result
+
+
+def _checkpoints_for(out: Path, resume: bool) -> list[Path]:
+    """The run's checkpoints, oldest first: some to resume from, or none for a new run."""
+    found = checkpoints(out)
+    if found and not resume:
+        raise FinetuneError(f"{out}: holds checkpoints of another run; pass --resume to continue it, or a new --out")
+    if resume and not found:
+        raise FinetuneError(f"{out}: has no checkpoint to resume; start the run without --resume")
+    return found
+
+
+def _with_sources(
+    config: Config, data: str | Sequence[str] | None, val_data: str | Sequence[str] | None, skip_invalid: bool
+) -> tuple[Config, Corpus]:
+    """The corpus of ``data`` and ``val_data`` (default: the config's sources), and the
+    config with the sources it was read from (what the saved config and run.json hold).
+    Errors name the flag, or the config key when the sources came from the config."""
+    ft = config.finetune
+    where = "finetune.sources" if data is None and ft.sources else "--data"
+    data = _as_list(data) if data is not None else ft.sources
+    val_where = "finetune.val_sources" if val_data is None and ft.val_sources else "--val-data"
+    val_data = _as_list(val_data) if val_data is not None else ft.val_sources
+    corpus = load_corpus(
+        data, val_data, config, where=where, val_where=val_where, exclude=ft.exclude_sources,
+        skip_invalid=skip_invalid,
+    )  # fmt: skip
+    specs = [str(s.spec) for s in corpus.sources]
+    val_specs = [str(parse_source(v, val_where)) for v in val_data]
+    return dataclasses.replace(config, finetune=dataclasses.replace(ft, sources=specs, val_sources=val_specs)), corpus
+
+
+def _validation_set(corpus: Corpus, builder: PromptBuilder, config: Config, budget: int) -> ValidationSet | None:
+    """The held-out tasks' prompts (None without held-out tasks); refused when none fits."""
+    if not corpus.validation:
+        return None
+    validation = ValidationSet.build(corpus.validation, builder, config)
+    if not len(validation):
+        raise FinetuneError(
+            f"no validation prompt fits {budget} tokens ({len(corpus.validation)} held-out task(s)); "
+            "raise finetune.max_seq_len or hold out other tasks"
+        )
+    return validation
+
+
+def _record_data(
+    out: Path, run_info: dict, described: dict, corpus: Corpus, validation, base_manifest, processes: int, total: int
+) -> None:
+    """What the run trains and validates on: into run.json and the log; a warning when
+    the base model was trained on validation tasks."""
+    described["validation"] = {"tasks": len(corpus.validation), "prompts": len(validation or ())}
+    described["validation"]["too_long"] = validation.too_long if validation else []
+    write_json_atomic(out / RUN_FILE, run_info | described, indent=1)
+    _log_data(corpus, described, processes, total)
+    if base_manifest is not None and validation is not None:
+        seen = seen_tasks(corpus.validation, base_manifest)
+        if seen:
+            log.warning(
+                "%d validation task(s) were trained on by the base model (its %s): their loss is not held out",
+                len(seen), TRAINING_MANIFEST,
+            )  # fmt: skip
+
+
+class Checkpointer:
+    """Checkpoints every ``finetune.checkpoint_every`` steps (main process only), and a
+    last one at the end when the last step was not saved: a run can always resume."""
+
+    def __init__(self, out: Path, config: Config, *, saved: int, main: bool):
+        self.out, self.config, self.main = out, config, main
+        self.saved = saved  # the step of the last checkpoint (-1: none)
+        self.state: TrainingState | None = None  # the loop's state after its last step
+
+    def on_step(self, state: TrainingState) -> None:
+        self.state = state
+        ft = self.config.finetune
+        if state.result.steps % ft.checkpoint_every == 0 and self.main:
+            save_checkpoint(state, self.out, self.config, ft.keep_checkpoints)
+            self.saved = state.result.steps
+
+    def finish(self, result: TrainResult) -> None:
+        if self.state is not None and self.saved != result.steps:
+            save_checkpoint(self.state, self.out, self.config, self.config.finetune.keep_checkpoints)
+            self.saved = result.steps
+
+
+def _save_final(
+    net, tokenizer, out: Path, ft, result: TrainResult, corpus: Corpus, base_manifest, budget: int, fp16_check
+) -> str | None:
+    """The final weights with what they were trained on (evaluations refuse those tasks),
+    merged and fp16-checked with ``finetune.merge``; the overflow message, if any."""
+    final = out / ("adapter" if ft.method == "lora" else "model")
+    save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
+    manifest = base_manifest or TrainingManifest()
+    for source in corpus.sources:
+        manifest.add(source.spec.source, source.tasks)
+    manifest.hold_out(corpus.validation)
+    leaked = [e for e in (manifest.exclude(s.spec.source, s.tasks) for s in corpus.excluded) if e["seen"]]
+    if leaked:  # the hold-out above makes this impossible; a manifest that says otherwise must not ship
+        counts = "; ".join(f"{e['source']}: {e['seen']}" for e in leaked)
+        raise FinetuneError(f"{final}: trained on excluded tasks ({counts}); do not ship these weights")
+    write_training_manifest(final, manifest)
+    overflow = None
+    if ft.merge:
+        overflow = _merge_and_check(net, tokenizer, out, final, manifest, result, corpus, budget, fp16_check)
+    log.debug("%s", result.summary())  # the command prints it
+    log.info("weights: %s", final)
+    return overflow
 
 
 Fp16Check = Callable[[Path, str, int], dict]
