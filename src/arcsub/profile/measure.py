@@ -476,26 +476,8 @@ def measure_profile(
     """Measure ``model`` (a folder, ``default``, or a candidate name: random weights of
     its full shape) on this machine; write ``out_path`` (profile.json) when given and
     return its contents. The kernel's profile mode calls this."""
-    import torch
-
-    from ..finetune import load_for_training, save_adapter
-    from ..inference import make_backend
-
-    if backend not in ("transformers", "vllm"):
-        raise ProfilingError(f"--backend {backend!r}: use transformers or vllm")
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise ProfilingError(f"--precision {precision!r}: use auto, fp32, fp16 or bf16")
-    if device not in (None, "cpu", "cuda"):
-        raise ProfilingError(f"--device {device!r}: use cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ProfilingError("--device cuda: no CUDA device here; use --device cpu")
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    config = Config(
-        **{k: replace(getattr(config or Config(), k)) for k in ("prompt", "augment", "finetune", "inference")}
-    )
-    config.finetune = replace(config.finetune, precision=precision)
-    config.inference = replace(config.inference, backend=backend, dtype=_precision_dtype(precision))
-
+    torch_device = _measuring_device(backend, precision, device)
+    config = _measuring_config(config, backend, precision)
     label, cfg, candidate = model_config(str(model))
     check_measurable(model)
     work = Path(tempfile.mkdtemp(prefix="arcsub-profile-"))
@@ -508,44 +490,17 @@ def measure_profile(
         window = model_window(path)
         limit = min(window, max_seq_len or window)
         grid = (grid or (MeasureGrid.quick() if quick else MeasureGrid())).capped(limit)
-        config.inference = replace(
-            config.inference,
-            max_model_len=min(
-                window,
-                max(max(grid.gen_prompts) + grid.gen_new_tokens, max(grid.score_prompts) + grid.score_answer) + 64,
-            ),
-        )
+        longest = max(max(grid.gen_prompts) + grid.gen_new_tokens, max(grid.score_prompts) + grid.score_answer)
+        config.inference = replace(config.inference, max_model_len=min(window, longest + 64))
         shape = cfg if candidate is not None else read_config(path)
         shape = {k: v for k, v in shape.items() if k != "quantization_config"}
-        params = facts.count_parameters(shape)
         notify(
             f"profiling {label} on {torch_device.type} ({backend} backend, precision {precision}): "
             f"{grid.points()} points"
         )
-        measured: dict[str, Any] = {}
         with progress_bar(total=grid.points() + 2, desc="profile", unit="point", enabled=progress) as bar:
-            _sync(torch_device)
-            started = time.perf_counter()
-            train_model, tokenizer = load_for_training(path, config, device=torch_device)
-            _sync(torch_device)
-            measured["load_s"] = time.perf_counter() - started
-            bar.update(1)
-            stream = TokenStream(tokenizer, cfg.get("vocab_size") or len(tokenizer))
-            measured["train"] = measure_training(train_model, config, stream, grid, torch_device, bar)
-            adapter = save_adapter(train_model, work / "adapter")
-            del train_model
-            gc.collect()
-            if torch_device.type == "cuda":
-                torch.cuda.empty_cache()
-            started = time.perf_counter()
-            engine = make_backend(path, config, [str(adapter)], device=torch_device.type, progress=False)
-            measured["engine_start_s"] = time.perf_counter() - started
-            bar.update(1)
-            try:
-                measured["generate"] = measure_generation(engine, stream, grid, str(adapter), bar)
-                measured["score"] = measure_scoring(engine, stream, grid, str(adapter), bar)
-            finally:
-                engine.close()
+            vocab = cfg.get("vocab_size")
+            measured = _measure_model(path, config, grid, torch_device, vocab, work / "adapter", bar)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     machine = machine_facts(torch_device)
@@ -558,14 +513,11 @@ def measure_profile(
         "quick": quick,
         "grid": asdict(grid),
     }
+    params = facts.count_parameters(shape)
     cost = fit_cost_model(
-        measured,
-        label=label,
-        device_name=machine["device_name"],
-        date=machine["date"],
-        params=params,
+        measured, label=label, device_name=machine["device_name"], date=machine["date"], params=params,
         settings=settings,
-    )
+    )  # fmt: skip
     profile = {
         "format": FORMAT,
         "version": VERSION,
@@ -585,3 +537,63 @@ def measure_profile(
     if out_path is not None:
         write_json_atomic(out_path, profile, indent=1)
     return profile
+
+
+def _measuring_device(backend: str, precision: str, device: str | None):
+    """The torch device to measure on, the options checked first."""
+    import torch
+
+    if backend not in ("transformers", "vllm"):
+        raise ProfilingError(f"--backend {backend!r}: use transformers or vllm")
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise ProfilingError(f"--precision {precision!r}: use auto, fp32, fp16 or bf16")
+    if device not in (None, "cpu", "cuda"):
+        raise ProfilingError(f"--device {device!r}: use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ProfilingError("--device cuda: no CUDA device here; use --device cpu")
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _measuring_config(config: Config | None, backend: str, precision: str) -> Config:
+    """A copy of ``config``'s prompt, augment, finetune and inference sections (the
+    defaults without one), with the backend and precision to measure."""
+    config = Config(
+        **{k: replace(getattr(config or Config(), k)) for k in ("prompt", "augment", "finetune", "inference")}
+    )
+    config.finetune = replace(config.finetune, precision=precision)
+    config.inference = replace(config.inference, backend=backend, dtype=_precision_dtype(precision))
+    return config
+
+
+def _measure_model(path, config: Config, grid: MeasureGrid, torch_device, vocab: int | None, adapter_dir: Path, bar):
+    """The measurements, in the order the kernel pays them: loading for training, the
+    training grid, the engine's start with the trained adapter, generation, scoring."""
+    import torch
+
+    from ..finetune import load_for_training, save_adapter
+    from ..inference import make_backend
+
+    measured: dict[str, Any] = {}
+    _sync(torch_device)
+    started = time.perf_counter()
+    train_model, tokenizer = load_for_training(path, config, device=torch_device)
+    _sync(torch_device)
+    measured["load_s"] = time.perf_counter() - started
+    bar.update(1)
+    stream = TokenStream(tokenizer, vocab or len(tokenizer))
+    measured["train"] = measure_training(train_model, config, stream, grid, torch_device, bar)
+    adapter = save_adapter(train_model, adapter_dir)
+    del train_model
+    gc.collect()
+    if torch_device.type == "cuda":
+        torch.cuda.empty_cache()
+    started = time.perf_counter()
+    engine = make_backend(path, config, [str(adapter)], device=torch_device.type, progress=False)
+    measured["engine_start_s"] = time.perf_counter() - started
+    bar.update(1)
+    try:
+        measured["generate"] = measure_generation(engine, stream, grid, str(adapter), bar)
+        measured["score"] = measure_scoring(engine, stream, grid, str(adapter), bar)
+    finally:
+        engine.close()
+    return measured
