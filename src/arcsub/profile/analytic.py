@@ -21,10 +21,11 @@ solutions ran vLLM). Scoring is a prefill whose logits are computed at every pos
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..models import config_facts as facts
 from .cost_model import CostModel, Fit, ProfilingError
-from .flops import ACCELERATORS, FLOP_FORMULA, Accelerator, accelerator_key, step_arithmetic
+from .flops import ACCELERATORS, FLOP_FORMULA, Accelerator, StepArithmetic, accelerator_key, step_arithmetic
 from .step_fit import StepCostFit, recorded_fits
 
 GIB = 1024**3
@@ -96,25 +97,13 @@ def analytic_cost_model(
     ``step_fits``: measured fixed-cost fits to take the TTFT step overhead from (default:
     the ones recorded with arcsub, ``step_fits.json``; ``[]``: none, the assumed 0.05 s)."""
     spec = accelerator_for(gpu_name, accelerator, cpus)
-    params = facts.count_parameters(cfg)
-    heads, hidden, layers = facts.layer_heads(cfg), facts.hidden_size(cfg), facts.num_layers(cfg)
-    vocab, dim, tied = cfg.get("vocab_size"), facts.head_dim(cfg), facts.tied_embeddings(cfg)
-    arithmetic = step_arithmetic(cfg, lora_rank)
-    if None in (params, heads, hidden, layers, vocab, dim, tied) or arithmetic is None:
-        raise ProfilingError(f"{label}: its config lacks facts the estimate needs (parameters, heads, vocabulary)")
-    body = arithmetic.body  # non-embedding parameters
-    d_q = arithmetic.d_q  # query width per layer
-    kv_per_token = facts.kv_cache_bytes_per_token(cfg, spec.bytes_per_value)
-    prefill_rate = spec.peak_flops * PREFILL_UTILISATION
-    bandwidth = spec.bandwidth * BANDWIDTH_UTILISATION
-    head_flops = 2 * vocab * hidden  # output head, per token, forward
-
+    shape = _ModelShape.of(cfg, label, lora_rank, spec.bytes_per_value)
     fit, own_device = step_fit_for(spec, accelerator, recorded_fits() if step_fits is None else step_fits)
     seconds_per_flop = 1.0 / (spec.peak_flops * TRAIN_UTILISATION)
     if fit is not None and own_device and fit.seconds_per_flop:
         seconds_per_flop = fit.seconds_per_flop
-    overhead = fit.overhead_s(layers) if fit is not None else TRAIN_STEP_OVERHEAD_S
-    flops = arithmetic.terms()
+    overhead = fit.overhead_s(shape.layers) if fit is not None else TRAIN_STEP_OVERHEAD_S
+    flops = shape.arithmetic.terms()
     train = Fit(
         ("1", "T", "T^2"),
         (
@@ -126,53 +115,17 @@ def analytic_cost_model(
     # the same estimate as the kernel's gradient-checkpointing decision (config_facts)
     fixed_memory = facts.lora_training_bytes(cfg, 0, lora_rank=lora_rank, bytes_per_value=spec.bytes_per_value)
     memory = Fit(("1", "T"), (float(fixed_memory), float(facts.activation_bytes_per_token(cfg))))
-    weights_bytes = spec.bytes_per_value * params
-    prefill = Fit(
-        ("1", "B", "B*P", "B*P^2"),
-        (PREFILL_OVERHEAD_S, head_flops / prefill_rate, 2 * body / prefill_rate, 2 * layers * d_q / prefill_rate),
-    )
-    decode = Fit(
-        ("1", "B", "B*C"),
-        (
-            DECODE_STEP_OVERHEAD_S + weights_bytes / bandwidth,
-            (2 * body + head_flops) / prefill_rate,
-            kv_per_token / bandwidth + 4 * layers * d_q / prefill_rate,
-        ),
-    )
-    score = Fit(
-        ("1", "B*L", "B*L^2"),
-        (PREFILL_OVERHEAD_S, (2 * body + head_flops) / prefill_rate, 2 * layers * d_q / prefill_rate),
-    )
-    batch = GENERATION_BATCH_CAP
-    batch_note = f"generation and scoring in batches of {batch} sequences"
-    if accelerator == "cuda" and gpu_memory_gb:
-        room = vllm_memory_share * gpu_memory_gb * 1e9 - weights_bytes - CUDA_CONTEXT_BYTES
-        fitting = int(room // (kv_per_token * plan_tokens)) if room > 0 else 0
-        batch = max(1, min(GENERATION_BATCH_CAP, fitting))
-        batch_note = (
-            f"generation and scoring in batches of {batch} sequences: the KV cache of {plan_tokens}-token "
-            f"sequences that fits vLLM's {vllm_memory_share:g} share of {gpu_memory_gb:g} GB after the weights "
-            f"and 1 GiB, capped at {GENERATION_BATCH_CAP}"
-        )
+    batch, batch_note = _generation_batch(shape, accelerator, gpu_memory_gb, vllm_memory_share, plan_tokens)
     bytes_name = "fp16" if spec.bytes_per_value == 2 else "fp32"
     assumptions = [
         (
-            f"{label}: {params / 1e6:.0f}M parameters ({body / 1e6:.0f}M outside the embeddings), {layers} layers, "
-            f"KV cache {kv_per_token / 1024:.1f} KiB per token ({bytes_name})"
+            f"{label}: {shape.params / 1e6:.0f}M parameters ({shape.body / 1e6:.0f}M outside the embeddings), "
+            f"{shape.layers} layers, KV cache {shape.kv_per_token / 1024:.1f} KiB per token ({bytes_name})"
         ),
         f"accelerator {spec.name}: {spec.note}",
-        train_step_note(spec, accelerator, layers, lora_rank, fit, own_device, seconds_per_flop),
-        train_overhead_note(spec, layers, fit, own_device),
-        (
-            "TTFT peak memory = weights + 16 bytes per LoRA weight (fp32 weight, gradient, 2 Adam moments) + 1 GiB "
-            "CUDA context + answer logits + (32·hidden + 8·intermediate) bytes per token per layer of activations "
-            "(fp16 autocast, fp32 norms, attention scores not stored); rough"
-        ),
-        f"prefill and scoring at {PREFILL_UTILISATION:.0%} of peak; scoring computes logits at every position",
-        (
-            f"a decode step reads all weights and each sequence's KV cache at {BANDWIDTH_UTILISATION:.0%} of the "
-            f"bandwidth, adds its FLOPs, and pays {DECODE_STEP_OVERHEAD_S * 1000:g} ms of per-step overhead (eager mode)"
-        ),
+        train_step_note(spec, accelerator, shape.layers, lora_rank, fit, own_device, seconds_per_flop),
+        train_overhead_note(spec, shape.layers, fit, own_device),
+        *_FIXED_NOTES,
         batch_note,
         f"model load {LOAD_BANDWIDTH / 1e9:g} GB/s + 3 s; vLLM engine start {ENGINE_START_S:g} s (assumed)",
     ]
@@ -180,14 +133,104 @@ def analytic_cost_model(
         label=label,
         source=f"analytic: {spec.name}",
         device=spec.name,
-        fits={"train_step_s": train, "prefill_s": prefill, "decode_step_s": decode, "score_s": score}
+        fits={"train_step_s": train, **_inference_fits(shape, spec)}
         | ({"train_memory_bytes": memory} if accelerator == "cuda" else {}),
-        load_s=weights_bytes / LOAD_BANDWIDTH + 3.0,
+        load_s=shape.weights_bytes / LOAD_BANDWIDTH + 3.0,
         engine_start_s=ENGINE_START_S,
         generation_batch=batch,
-        params=params,
+        params=shape.params,
         assumptions=assumptions,
         settings={"lora_rank": lora_rank, "precision": bytes_name},
+    )
+
+
+# The assumptions the estimate makes whatever the model (memory, prefill, decode).
+_FIXED_NOTES = (
+    (
+        "TTFT peak memory = weights + 16 bytes per LoRA weight (fp32 weight, gradient, 2 Adam moments) + 1 GiB "
+        "CUDA context + answer logits + (32·hidden + 8·intermediate) bytes per token per layer of activations "
+        "(fp16 autocast, fp32 norms, attention scores not stored); rough"
+    ),
+    f"prefill and scoring at {PREFILL_UTILISATION:.0%} of peak; scoring computes logits at every position",
+    (
+        f"a decode step reads all weights and each sequence's KV cache at {BANDWIDTH_UTILISATION:.0%} of the "
+        f"bandwidth, adds its FLOPs, and pays {DECODE_STEP_OVERHEAD_S * 1000:g} ms of per-step overhead (eager mode)"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class _ModelShape:
+    """What the estimate reads from a model's config, for one LoRA rank and value width."""
+
+    params: int
+    body: float  # non-embedding parameters
+    d_q: float  # query width per layer
+    layers: int
+    kv_per_token: float  # KV cache bytes per token
+    head_flops: float  # output head, per token, forward
+    weights_bytes: float
+    arithmetic: StepArithmetic  # a training step's FLOPs by term
+
+    @classmethod
+    def of(cls, cfg: dict, label: str, lora_rank: int, bytes_per_value: int) -> _ModelShape:
+        params = facts.count_parameters(cfg)
+        heads, hidden, layers = facts.layer_heads(cfg), facts.hidden_size(cfg), facts.num_layers(cfg)
+        vocab, dim, tied = cfg.get("vocab_size"), facts.head_dim(cfg), facts.tied_embeddings(cfg)
+        arithmetic = step_arithmetic(cfg, lora_rank)
+        if None in (params, heads, hidden, layers, vocab, dim, tied) or arithmetic is None:
+            raise ProfilingError(f"{label}: its config lacks facts the estimate needs (parameters, heads, vocabulary)")
+        return cls(
+            params=params,
+            body=arithmetic.body,
+            d_q=arithmetic.d_q,
+            layers=layers,
+            kv_per_token=facts.kv_cache_bytes_per_token(cfg, bytes_per_value),
+            head_flops=2 * vocab * hidden,
+            weights_bytes=bytes_per_value * params,
+            arithmetic=arithmetic,
+        )
+
+
+def _inference_fits(shape: _ModelShape, spec: Accelerator) -> dict[str, Fit]:
+    """Prefill, a decode step and scoring: FLOPs at a share of peak, weights and KV cache
+    read at a share of the bandwidth."""
+    prefill_rate = spec.peak_flops * PREFILL_UTILISATION
+    bandwidth = spec.bandwidth * BANDWIDTH_UTILISATION
+    body, d_q, layers, head_flops = shape.body, shape.d_q, shape.layers, shape.head_flops
+    prefill = Fit(
+        ("1", "B", "B*P", "B*P^2"),
+        (PREFILL_OVERHEAD_S, head_flops / prefill_rate, 2 * body / prefill_rate, 2 * layers * d_q / prefill_rate),
+    )
+    decode = Fit(
+        ("1", "B", "B*C"),
+        (
+            DECODE_STEP_OVERHEAD_S + shape.weights_bytes / bandwidth,
+            (2 * body + head_flops) / prefill_rate,
+            shape.kv_per_token / bandwidth + 4 * layers * d_q / prefill_rate,
+        ),
+    )
+    score = Fit(
+        ("1", "B*L", "B*L^2"),
+        (PREFILL_OVERHEAD_S, (2 * body + head_flops) / prefill_rate, 2 * layers * d_q / prefill_rate),
+    )
+    return {"prefill_s": prefill, "decode_step_s": decode, "score_s": score}
+
+
+def _generation_batch(
+    shape: _ModelShape, accelerator: str, gpu_memory_gb: float | None, vllm_memory_share: float, plan_tokens: int
+) -> tuple[int, str]:
+    """Sequences per generation and scoring batch, and the sentence that says why."""
+    batch = GENERATION_BATCH_CAP
+    if accelerator != "cuda" or not gpu_memory_gb:
+        return batch, f"generation and scoring in batches of {batch} sequences"
+    room = vllm_memory_share * gpu_memory_gb * 1e9 - shape.weights_bytes - CUDA_CONTEXT_BYTES
+    fitting = int(room // (shape.kv_per_token * plan_tokens)) if room > 0 else 0
+    batch = max(1, min(GENERATION_BATCH_CAP, fitting))
+    return batch, (
+        f"generation and scoring in batches of {batch} sequences: the KV cache of {plan_tokens}-token "
+        f"sequences that fits vLLM's {vllm_memory_share:g} share of {gpu_memory_gb:g} GB after the weights "
+        f"and 1 GiB, capped at {GENERATION_BATCH_CAP}"
     )
 
 
