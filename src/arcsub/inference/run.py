@@ -134,13 +134,7 @@ def infer(
     deadline leaves its votes on disk."""
     adapters, without_adapter = find_adapters(adapters_dir, tasks)
     if without_adapter:
-        shown = ", ".join(without_adapter[:10]) + (" ..." if len(without_adapter) > 10 else "")
-        log.warning(
-            "%s: no adapter for %d task(s) with train pairs; the base model serves them: %s",
-            adapters_dir,
-            len(without_adapter),
-            shown,
-        )
+        _warn_without_adapter(adapters_dir, without_adapter)
     store = RunStore(out_dir)
     settings = step_settings(config, str(model_path), None if adapters_dir is None else str(adapters_dir))
     store.start(data_label, settings, overwrite=overwrite)
@@ -152,7 +146,6 @@ def infer(
         return report
 
     window = min(config.inference.max_model_len or model_window(model_path), config.prompt.max_seq_len)
-    builder = PromptBuilder(config.prompt, tokenizer)
     own_backend = backend is None
     if own_backend:
         log.info(
@@ -163,45 +156,13 @@ def infer(
         )
     backend = backend or make_backend(model_path, config, sorted(set(adapters.values())), progress=progress)
     engine = backend if deadline is None else DeadlineBackend(backend, deadline, expected=expected_s)
-    per_call = config.inference.tasks_per_call
-
-    def note_cut(chunk) -> None:
-        report.cut += [t.id for t in chunk if t.id not in report.cut]
-
+    steps = _Steps(engine, PromptBuilder(config.prompt, tokenizer), config, adapters, window, store, report)
     try:
         start = time.time()
-
-        def save_so_far(results) -> None:
-            for task_id, predictions in results.items():
-                if any(predictions):
-                    store.save_sample(task_id, predictions)
-
-        for chunk in _chunks(todo_sample, per_call):
-            progress_saver = save_so_far if deadline is not None else None
-            results = sample(chunk, engine, builder, config, adapters, window, on_progress=progress_saver)
-            if getattr(engine, "cut", False):
-                note_cut(chunk)
-                if not any(p for per_test in results.values() for p in per_test):
-                    continue  # nothing sampled: these tasks keep their fallback
-            for task_id, predictions in results.items():
-                store.save_sample(task_id, predictions)
-                report.sampled.append(task_id)
-                report.predictions[task_id] = sum(len(per_test) for per_test in predictions)
+        steps.sample(todo_sample, save_progress=deadline is not None)
         report.seconds["sample"] = time.time() - start
         start = time.time()
-        for chunk in _chunks(todo_score, per_call):
-            chunk = [t for t in chunk if store.has("sample", t.id) and t.id not in report.cut]
-            if not chunk:
-                continue
-            predictions = {t.id: store.load_sample(t.id) for t in chunk}
-            try:
-                ranked_by_task = score_candidates(chunk, predictions, engine, builder, config, adapters, window)
-            except DeadlineReached:
-                note_cut(chunk)
-                continue
-            for task_id, ranked in ranked_by_task.items():
-                store.save_scores(task_id, ranked)
-                report.scored.append(task_id)
+        steps.score(todo_score)
         if todo_score:
             report.seconds["score"] = time.time() - start
     finally:
@@ -211,3 +172,73 @@ def infer(
         if own_backend:
             backend.close()
     return report
+
+
+def _warn_without_adapter(adapters_dir, without_adapter: list[str]) -> None:
+    shown = ", ".join(without_adapter[:10]) + (" ..." if len(without_adapter) > 10 else "")
+    log.warning(
+        "%s: no adapter for %d task(s) with train pairs; the base model serves them: %s",
+        adapters_dir,
+        len(without_adapter),
+        shown,
+    )
+
+
+@dataclass
+class _Steps:
+    """Steps 1 and 2 over the tasks to do, ``inference.tasks_per_call`` tasks per engine
+    call, each task's results stored as its call returns and noted in ``report``."""
+
+    engine: Backend
+    builder: PromptBuilder
+    config: Config
+    adapters: dict[str, str]
+    window: int
+    store: RunStore
+    report: InferenceReport
+
+    def sample(self, tasks: list[Task], *, save_progress: bool) -> None:
+        """Step 1. ``save_progress`` (with a deadline): predictions are saved after every
+        piece of a call, so a worker killed past the deadline leaves its votes on disk."""
+        store, report = self.store, self.report
+
+        def save_so_far(results) -> None:
+            for task_id, predictions in results.items():
+                if any(predictions):
+                    store.save_sample(task_id, predictions)
+
+        for chunk in _chunks(tasks, self.config.inference.tasks_per_call):
+            results = sample(
+                chunk, self.engine, self.builder, self.config, self.adapters, self.window,
+                on_progress=save_so_far if save_progress else None,
+            )  # fmt: skip
+            if getattr(self.engine, "cut", False):
+                self.note_cut(chunk)
+                if not any(p for per_test in results.values() for p in per_test):
+                    continue  # nothing sampled: these tasks keep their fallback
+            for task_id, predictions in results.items():
+                store.save_sample(task_id, predictions)
+                report.sampled.append(task_id)
+                report.predictions[task_id] = sum(len(per_test) for per_test in predictions)
+
+    def score(self, tasks: list[Task]) -> None:
+        """Step 2, for the tasks whose step 1 is stored and was not cut."""
+        store, report = self.store, self.report
+        for chunk in _chunks(tasks, self.config.inference.tasks_per_call):
+            chunk = [t for t in chunk if store.has("sample", t.id) and t.id not in report.cut]
+            if not chunk:
+                continue
+            predictions = {t.id: store.load_sample(t.id) for t in chunk}
+            try:
+                ranked_by_task = score_candidates(
+                    chunk, predictions, self.engine, self.builder, self.config, self.adapters, self.window
+                )
+            except DeadlineReached:
+                self.note_cut(chunk)
+                continue
+            for task_id, ranked in ranked_by_task.items():
+                store.save_scores(task_id, ranked)
+                report.scored.append(task_id)
+
+    def note_cut(self, chunk: list[Task]) -> None:
+        self.report.cut += [t.id for t in chunk if t.id not in self.report.cut]
