@@ -127,16 +127,7 @@ def plan_run(
 ) -> RunPlan:
     """``tokens_per_step`` > 0: each stage also says what its TTFT time buys in packed
     steps of that many tokens (``StagePlan.packed``)."""
-    from .cost_model import ProfilingError
-
-    if tokens_per_step < 0:
-        raise ProfilingError(f"--tokens-per-step {tokens_per_step}: use 0 (one sequence per step) or more")
-    if not 0 <= train_share <= 1:
-        raise ProfilingError(f"--train-share {train_share}: use a share in [0, 1]")
-    if tasks is not None and tasks < 1:
-        raise ProfilingError(f"--tasks {tasks}: use at least 1")
-    if not prompt_tokens or min(prompt_tokens) < 1 or answer_tokens < 1:
-        raise ProfilingError("--prompt-tokens and --answer-tokens must be positive")
+    _check_plan_options(tasks, prompt_tokens, answer_tokens, train_share, tokens_per_step)
     inference = inference or InferenceConfig()
     machine = profile.machine
     workers = machine.worker_count
@@ -160,67 +151,99 @@ def plan_run(
         [],
         steps is not None or predictions is not None,
     )
-    task_s = plan.task_s
-    if task_s <= 0:
+    if plan.task_s <= 0:
         plan.notes.append(f"start-up alone ({fixed:.0f} s per worker) exceeds the budget")
     for tokens in prompt_tokens:
-        step_s = model.step_seconds(tokens)
-        prediction_s = model.seconds_per_prediction(tokens, answer_tokens)
-        score_s = model.seconds_per_score(tokens, answer_tokens)
-        scoring_s = scored * TEST_INPUTS_PER_TASK * score_s
-        extrapolated = [
-            name
-            for name, var, value in (
-                ("TTFT", "T", tokens),
-                ("generation", "P", tokens),
-                ("scoring", "L", tokens + answer_tokens),
-            )
-            if model.extrapolated(var, value)
-        ]
-        if plan.fixed_plan:
-            n_steps, n_pred = steps or 0, predictions or 0
-            train_s = n_steps * step_s
-            sampling_s = n_pred * prediction_s
-            stage_task_s = train_s + scoring_s + sampling_s
-            total = fixed + per_worker * stage_task_s
-        else:
-            train_s = max(0.0, task_s * train_share)
-            n_steps = int(train_s // step_s) if step_s > 0 else 0
-            sampling_s = max(0.0, task_s - train_s - scoring_s)
-            n_pred = int(sampling_s // prediction_s) if prediction_s > 0 else 0
-            stage_task_s, total = task_s, None
-        packed = None
+        stage = _stage(plan, tokens, answer_tokens, steps, predictions, memory_limit)
         if tokens_per_step:
-            count, packed_s = model.packed_step(tokens, tokens_per_step)
-            packed = PackedPlan(
-                tokens_per_step,
-                count,
-                packed_s,
-                int(train_s // packed_s) if packed_s > 0 else 0,
-                model.step_memory_bytes(count * tokens),
-                model.extrapolated("T", count * tokens),
-            )
-        plan.stages.append(
-            StagePlan(
-                prompt_tokens=tokens,
-                answer_tokens=answer_tokens,
-                task_s=stage_task_s,
-                train_s=train_s,
-                step_s=step_s,
-                steps=n_steps,
-                prediction_s=prediction_s,
-                score_s=score_s,
-                scoring_s=scoring_s,
-                sampling_s=sampling_s,
-                predictions=n_pred,
-                memory_bytes=model.step_memory_bytes(tokens),
-                memory_limit_bytes=memory_limit,
-                extrapolated=extrapolated,
-                total_s=total,
-                packed=packed,
-            )
-        )
+            stage.packed = _packed(model, tokens, tokens_per_step, stage.train_s)
+        plan.stages.append(stage)
     return plan
+
+
+def _check_plan_options(
+    tasks: int | None, prompt_tokens: tuple[int, ...], answer_tokens: int, train_share: float, tokens_per_step: int
+) -> None:
+    from .cost_model import ProfilingError
+
+    if tokens_per_step < 0:
+        raise ProfilingError(f"--tokens-per-step {tokens_per_step}: use 0 (one sequence per step) or more")
+    if not 0 <= train_share <= 1:
+        raise ProfilingError(f"--train-share {train_share}: use a share in [0, 1]")
+    if tasks is not None and tasks < 1:
+        raise ProfilingError(f"--tasks {tasks}: use at least 1")
+    if not prompt_tokens or min(prompt_tokens) < 1 or answer_tokens < 1:
+        raise ProfilingError("--prompt-tokens and --answer-tokens must be positive")
+
+
+def _stage(
+    plan: RunPlan,
+    tokens: int,
+    answer_tokens: int,
+    steps: int | None,
+    predictions: int | None,
+    memory_limit: float | None,
+) -> StagePlan:
+    """One prompt length: with a fixed plan, what its steps and predictions cost; else
+    what a task's time buys (the training share in steps, the rest after scoring in
+    predictions)."""
+    model = plan.model
+    step_s = model.step_seconds(tokens)
+    prediction_s = model.seconds_per_prediction(tokens, answer_tokens)
+    score_s = model.seconds_per_score(tokens, answer_tokens)
+    scoring_s = plan.scored_per_test * TEST_INPUTS_PER_TASK * score_s
+    extrapolated = [
+        name
+        for name, var, value in (
+            ("TTFT", "T", tokens),
+            ("generation", "P", tokens),
+            ("scoring", "L", tokens + answer_tokens),
+        )
+        if model.extrapolated(var, value)
+    ]
+    if plan.fixed_plan:
+        n_steps, n_pred = steps or 0, predictions or 0
+        train_s = n_steps * step_s
+        sampling_s = n_pred * prediction_s
+        stage_task_s = train_s + scoring_s + sampling_s
+        total = plan.fixed_s + plan.tasks_per_worker * stage_task_s
+    else:
+        task_s = plan.task_s
+        train_s = max(0.0, task_s * plan.train_share)
+        n_steps = int(train_s // step_s) if step_s > 0 else 0
+        sampling_s = max(0.0, task_s - train_s - scoring_s)
+        n_pred = int(sampling_s // prediction_s) if prediction_s > 0 else 0
+        stage_task_s, total = task_s, None
+    return StagePlan(
+        prompt_tokens=tokens,
+        answer_tokens=answer_tokens,
+        task_s=stage_task_s,
+        train_s=train_s,
+        step_s=step_s,
+        steps=n_steps,
+        prediction_s=prediction_s,
+        score_s=score_s,
+        scoring_s=scoring_s,
+        sampling_s=sampling_s,
+        predictions=n_pred,
+        memory_bytes=model.step_memory_bytes(tokens),
+        memory_limit_bytes=memory_limit,
+        extrapolated=extrapolated,
+        total_s=total,
+    )
+
+
+def _packed(model: CostModel, tokens: int, tokens_per_step: int, train_s: float) -> PackedPlan:
+    """What ``train_s`` of TTFT buys in packed steps of ``tokens_per_step`` tokens."""
+    count, packed_s = model.packed_step(tokens, tokens_per_step)
+    return PackedPlan(
+        tokens_per_step,
+        count,
+        packed_s,
+        int(train_s // packed_s) if packed_s > 0 else 0,
+        model.step_memory_bytes(count * tokens),
+        model.extrapolated("T", count * tokens),
+    )
 
 
 # ---------------------------------------------------------------- text
