@@ -24,7 +24,7 @@ from report import machine_line, replace_section
 
 from arcsub.config import Config
 from arcsub.inference.airv import sample
-from arcsub.models.default import resolve_model
+from arcsub.models import resolve_model
 from arcsub.models.loading import load_tokenizer
 from arcsub.prompts import PromptBuilder
 from arcsub.tasks import load_tasks

@@ -124,7 +124,7 @@ def main() -> int:
 
     from arcsub.config import Config, FinetuneConfig
     from arcsub.finetune import attach_lora
-    from arcsub.models.default import resolve_model
+    from arcsub.models import resolve_model
     from arcsub.models.loading import load_tokenizer
 
     if args.threads:

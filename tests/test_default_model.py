@@ -4,7 +4,8 @@ import pytest
 
 from arcsub.errors import ModelNotFoundError
 from arcsub.models import default as default_module
-from arcsub.models.default import STAMP_FILE, default_model_dir, resolve_model
+from arcsub.models import resolve_model
+from arcsub.models.default import STAMP_FILE, default_model_dir
 
 
 def test_converted_model_is_a_plain_hf_folder(default_model_path):

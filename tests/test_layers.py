@@ -73,9 +73,8 @@ NOT_YET: set[tuple[str, str]] = {
     ("bundle.check", "simulate"),
     ("bundle.over_image", "simulate"),
     ("bundle.over_image", "simulate.tree"),
-    # bundle.build ⇄ bundle.push, models.default ⇄ models.pretrained
+    # bundle.build ⇄ bundle.push: the manifest moves to a module both import
     ("bundle.build", "bundle.push"),
-    ("models.default", "models.pretrained"),
     # kernel ⇄ profile: profile mode moves to the profiler and the competition profiles
     # to the ground (issue 21, the other engineer's part).
     ("kernel.run", "profile"),
@@ -264,9 +263,7 @@ PAST_THE_DOOR_TODAY: set[str] = {
     "checks.context_prompts -> models.synthetic_text",
     "checks.context_window -> models.config_facts",
     "checks.context_window -> models.context",
-    "checks.context_window -> models.default",
     "checks.context_window -> models.loading",
-    "checks.fp16 -> models.default",
     "checks.fp16 -> models.inspection",
     "checks.fp16 -> models.loading",
     "cli.bundle -> bundle.build",
@@ -282,14 +279,12 @@ PAST_THE_DOOR_TODAY: set[str] = {
     "cli.finetune -> checks.fp16",
     "cli.finetune -> finetune.offline",
     "cli.finetune -> finetune.sources",
-    "cli.infer -> models.default",
     "cli.infer -> models.loading",
     "cli.model -> checks.context_window",
     "cli.model -> checks.fp16",
     "cli.model -> finetune.adapters",
     "cli.model -> models.chat_template",
     "cli.model -> models.context",
-    "cli.model -> models.default",
     "cli.model -> models.inspection",
     "cli.model -> models.pretrained",
     "cli.model -> models.replicas",
@@ -309,10 +304,8 @@ PAST_THE_DOOR_TODAY: set[str] = {
     "evaluate.run -> simulate.tree",
     "finetune.cache -> models.default",
     "finetune.model -> inference.backend",
-    "finetune.model -> models.default",
     "finetune.model -> models.loading",
     "finetune.model -> models.pretrained",
-    "finetune.offline -> models.default",
     "finetune.ttft -> models.loading",
     "inference.run -> models.loading",
     "inference.vllm_backend -> models.config_facts",
@@ -330,7 +323,6 @@ PAST_THE_DOOR_TODAY: set[str] = {
     "profile.flops -> models.config_facts",
     "profile.measure -> inference.backend",
     "profile.measure -> models.config_facts",
-    "profile.measure -> models.default",
     "profile.measure -> models.loading",
     "profile.measure -> models.registry",
     "profile.measure -> models.replicas",
@@ -344,7 +336,6 @@ PAST_THE_DOOR_TODAY: set[str] = {
     "simulate.bundle -> models.default",
     "simulate.simulation -> bundle.venv",
     "simulate.simulation -> kernel.profiles",
-    "simulate.simulation -> models.default",
     "simulate.tree -> kernel.inputs",
 }
 

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from arcsub.models import pretrained
-from arcsub.models.default import STAMP_FILE, cache_root, resolve_model
+from arcsub.models import pretrained, resolve_model
+from arcsub.models.default import STAMP_FILE, cache_root
 
 
 @pytest.fixture(scope="session")

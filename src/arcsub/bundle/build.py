@@ -144,7 +144,7 @@ def wheel_cache(target: str) -> Path:
 
 def write_model(folder: Path, model: str, config: Path | None, *, echo) -> Path:
     from ..config import load_config
-    from ..models.default import resolve_model
+    from ..models import resolve_model
 
     source = resolve_model(model, notify=echo).resolve()
     subfolders = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))

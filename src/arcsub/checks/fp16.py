@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ..config import PromptConfig
 from ..console import progress_bar, say
 from ..errors import ConfigError, ModelPreparationError
-from ..models.default import resolve_model
+from ..models import resolve_model
 from ..models.inspection import FP16_MAX
 from ..models.loading import load_tokenizer
 from ..prompts import PromptBuilder, PromptTooLong

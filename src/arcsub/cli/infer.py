@@ -35,7 +35,7 @@ def load_run_config(args):
 
 def cmd_infer(args) -> int:
     from ..inference import find_adapters, infer
-    from ..models.default import resolve_model
+    from ..models import resolve_model
     from ..models.loading import load_tokenizer
     from ..tasks import load_tasks
 
@@ -83,7 +83,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from ..models.default import resolve_model
+    from ..models import resolve_model
     from ..pipeline import run_pipeline
     from ..tasks import load_tasks, smallest_tasks
 

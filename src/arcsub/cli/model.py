@@ -10,7 +10,7 @@ from ..models.context import SCALINGS
 
 
 def cmd_model_default(args) -> int:
-    from ..models.default import CHAT_NAME, DEFAULT_NAME, resolve_model
+    from ..models import CHAT_NAME, DEFAULT_NAME, resolve_model
 
     print(resolve_model(CHAT_NAME if args.chat else DEFAULT_NAME))
     return 0
@@ -44,8 +44,8 @@ def cmd_model_inspect(args) -> int:
 
 
 def cmd_model_extend_context(args) -> int:
+    from ..models import resolve_model
     from ..models.context import extend_context
-    from ..models.default import resolve_model
 
     result = extend_context(
         resolve_model(args.src),
@@ -69,8 +69,8 @@ def cmd_model_extend_context(args) -> int:
 
 
 def cmd_model_add_chat_template(args) -> int:
+    from ..models import resolve_model
     from ..models.chat_template import add_chat_template
-    from ..models.default import resolve_model
 
     result = add_chat_template(resolve_model(args.src), args.dst, template=args.template, replace=args.replace)
     changes = result.changes

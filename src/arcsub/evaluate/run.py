@@ -186,7 +186,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     from ..config import load_config
     from ..kernel.profiles import load_profile
     from ..leakage import guard_evaluation
-    from ..models.default import resolve_model
+    from ..models import resolve_model
     from ..simulate.tree import Layout, build_tree
 
     out = Path(options.out).resolve()

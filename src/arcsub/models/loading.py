@@ -18,7 +18,7 @@ from ..console import say
 from ..errors import ModelNotFoundError
 from ..io import read_json
 from . import config_facts as facts
-from .default import resolve_model
+from .resolve import resolve_model
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..console import say
 from ..errors import ModelNotFoundError
 from ..io import file_sha256
+from .default import STAMP_FILE, cache_root, default_model_dir, stamped_folder
 
 ADAPTER_DIR = Path(__file__).parent / "pretrained"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -38,8 +39,6 @@ def shipped_adapter() -> Path:
 
 
 def _wanted_stamp(base: Path, adapter: Path) -> dict:
-    from .default import STAMP_FILE
-
     return {
         "base": json.loads((base / STAMP_FILE).read_text()),
         "adapter_sha256": file_sha256(adapter / ADAPTER_WEIGHTS),
@@ -49,8 +48,6 @@ def _wanted_stamp(base: Path, adapter: Path) -> dict:
 
 def pretrained_default_dir(*, notify: Callable[[str], None] = say) -> Path:
     """The merged pre-trained default, merging on first use (and after an upgrade)."""
-    from .default import cache_root, default_model_dir, stamped_folder
-
     base = default_model_dir(notify=notify)
     adapter = shipped_adapter()
     target = cache_root() / "models" / MERGED_DIRNAME

@@ -36,8 +36,8 @@ from ..config import Config
 from ..console import progress_bar, say
 from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
+from ..models import CHAT_NAME, DEFAULT_NAME, resolve_model
 from ..models import config_facts as facts
-from ..models.default import CHAT_NAME, DEFAULT_NAME, resolve_model
 from ..models.loading import model_window, read_config
 from ..models.registry import CANDIDATES, CandidateModel, candidate_names
 from .cost_model import FORMAT, STAGE_TERMS, VERSION, CostModel, ProfilingError, fit_terms

@@ -236,7 +236,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
     """Run ``options.kernel`` as Kaggle would; returns the report also written to
     ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
     from ..kernel.profiles import load_profile
-    from ..models.default import resolve_model
+    from ..models import resolve_model
 
     kernel = Path(options.kernel) if options.kernel else default_kernel()
     if not kernel.is_file():
