@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from arcsub.bundle.build import BuildError, BuildOptions, build_bundle, read_manifest, repository_root
+from arcsub.bundle.build import BuildError, BuildOptions, build_bundle, repository_root
+from arcsub.bundle.manifest import read_manifest
 from arcsub.bundle.metadata import validate_kernel_metadata
 from arcsub.bundle.secrets import SecretsError
 from arcsub.kernel.profiles import load_profile
@@ -185,6 +186,7 @@ def test_check_proves_the_kaggle_set_from_metadata_and_names_a_gap(tmp_path, mod
     """The kaggle target's CUDA wheels are never downloaded here: their metadata comes
     from the package index (cached in the user cache after the first check)."""
     from arcsub.bundle.check import CheckError, check_bundle
+    from arcsub.simulate import smoke_run
 
     build = tmp_path / "build" / "kaggle"
     build_bundle(
@@ -192,7 +194,7 @@ def test_check_proves_the_kaggle_set_from_metadata_and_names_a_gap(tmp_path, mod
         echo=lambda _: None,
     )
     lines = []
-    result = check_bundle(build, echo=lines.append)
+    result = check_bundle(build, smoke=smoke_run, echo=lines.append)
     assert result["target"] == "kaggle" and result["wheels"] == 184  # the 183 pins + arcsub's wheel
     assert any("closed: every requirement" in line for line in lines)
     assert any("rebuild without --no-download before pushing" in line for line in lines)
@@ -202,7 +204,7 @@ def test_check_proves_the_kaggle_set_from_metadata_and_names_a_gap(tmp_path, mod
         archive.writestr("stray-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: stray\nVersion: 1.0\n"
                          "Requires-Dist: not-in-the-set>=2\n")  # fmt: skip
     with pytest.raises(CheckError, match="stray-1.0-py3-none-any.whl: requires not-in-the-set>=2"):
-        check_bundle(build, echo=lambda _: None)
+        check_bundle(build, smoke=smoke_run, echo=lambda _: None)
 
 
 def test_simulate_uses_a_cpu_bundle_in_build_kaggle_by_default(tmp_path, monkeypatch, capsys):

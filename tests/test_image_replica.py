@@ -235,6 +235,7 @@ def test_over_image_errors_name_the_option_and_the_fix(tmp_path, monkeypatch, ca
     from arcsub.bundle.over_image import check_over_image
     from arcsub.bundle.replica import ReplicaError, find_python
     from arcsub.cli import main
+    from arcsub.simulate import smoke_run
 
     with pytest.raises(SystemExit):
         main(["bundle", "check", "--over-image", "colab"])
@@ -243,7 +244,7 @@ def test_over_image_errors_name_the_option_and_the_fix(tmp_path, monkeypatch, ca
     build.mkdir()
     (build / "bundle.json").write_text('{"target": "cpu", "wheels": {"complete": false}}')
     with pytest.raises(CheckError, match="--no-download.*rebuild it"):
-        check_over_image(build, "kaggle", echo=lambda _: None)
+        check_over_image(build, "kaggle", smoke=smoke_run, echo=lambda _: None)
     monkeypatch.setenv("ARCSUB_PYTHON39", sys.executable)  # not a 3.9
     with pytest.raises(ReplicaError, match=r"\$ARCSUB_PYTHON39=.* is not a working CPython 3.9; point it at one"):
         find_python("3.9")
@@ -353,7 +354,7 @@ def test_the_install_figure_adds_what_kaggle_would_reinstall(tmp_path):
 
 
 def test_tasks_by_the_model_come_from_the_report_or_its_per_task_sources():
-    from arcsub.bundle.check import tasks_by_model
+    from arcsub.simulate.smoke import tasks_by_model
 
     assert tasks_by_model({"tasks": {"by_model": 3, "done": 4}}) == 3
     per_task = {"a": {"source": "sample"}, "b": {"source": "fallback"}, "c": {"source": "score"}}

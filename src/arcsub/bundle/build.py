@@ -24,19 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArcsubError
-from ..io import atomic_dir, folder_bytes, read_json, write_json_atomic
+from ..io import atomic_dir, folder_bytes, write_json_atomic
 from ..kernel.inputs import INSTALL_PLAN
+from .manifest import CONFIG_NAME, DEFAULT_BUILD, KERNEL, MANIFEST, MODEL, WHEELS, WHEELS_DATASET, BuildError
 from .metadata import DATASET_METADATA, KERNEL_METADATA, PLACEHOLDER_OWNER
-
-DEFAULT_BUILD = Path("build") / "kaggle"
-MANIFEST = "bundle.json"
-WHEELS, MODEL, KERNEL = "wheels", "model", "kernel"
-CONFIG_NAME = "arcsub.toml"  # where the kernel looks for its config (kernel/inputs.py)
-
-
-class BuildError(ArcsubError):
-    """The bundle cannot be built as asked."""
+from .push import kaggle_config_dirs
 
 
 @dataclass
@@ -47,7 +39,7 @@ class BuildOptions:
     config: Path | None = None  # copied to model/arcsub.toml
     profile: str | None = None  # competition profile (default: arc-prize-2024)
     owner: str | None = None  # Kaggle username (default: from the Kaggle credentials)
-    wheels_slug: str = "arcsub-wheels"
+    wheels_slug: str = WHEELS_DATASET
     model_slug: str = "arcsub-model"
     kernel_slug: str | None = None  # default: arcsub-<competition slug>
     download: bool = True  # False: the wheels folder holds arcsub's wheel only (metadata work, tests)
@@ -68,8 +60,6 @@ def repository_root() -> Path:
 
 def kaggle_username(env=os.environ) -> str | None:
     """The username the kaggle CLI will push as: KAGGLE_USERNAME, else kaggle.json's."""
-    from .push import kaggle_config_dirs
-
     if env.get("KAGGLE_USERNAME"):
         return env["KAGGLE_USERNAME"]
     for folder in kaggle_config_dirs(env):
@@ -248,17 +238,4 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
         f"bundle ready in {out}: {manifest['wheels']['count']} wheels, model from {model_source}, "
         f"{gib:.2f} GiB, {time.monotonic() - started:.0f} s"
     )
-    return manifest
-
-
-def read_manifest(build: Path) -> dict:
-    path = Path(build) / MANIFEST
-    manifest = read_json(
-        path,
-        BuildError,
-        missing="no bundle there; build one first (python build_kernel.py --target cpu)",
-        fix="rebuild the bundle",
-    )
-    if not isinstance(manifest, dict) or "target" not in manifest:
-        raise BuildError(f"{path}: not a bundle manifest; rebuild the bundle")
     return manifest

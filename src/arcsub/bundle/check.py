@@ -6,7 +6,9 @@ is reported against Kaggle's dataset limit.
 
 ``cpu`` (this machine): a fresh environment installs the set with ``--no-index`` and
 nothing else, imports arcsub and its engines, and the kernel's smoke run goes through
-the simulator with the bundle (its own offline install step included).
+the simulator with the bundle (its own offline install step included): the simulator
+sits above the bundle, so the caller passes that run in (``smoke``, which is
+``arcsub.simulate.smoke_run``).
 
 ``kaggle``: the CUDA builds are never installed here. The proof reads each wheel's
 metadata: from the files when the bundle downloaded them, else from the package index
@@ -19,15 +21,27 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import ArcsubError
-from .build import KERNEL, MODEL, WHEELS, read_manifest, repository_root
+from .build import repository_root
+from .manifest import KERNEL, MODEL, WHEELS, read_manifest
 
 IMPORTS = "import arcsub, torch, transformers, peft, vllm; print(arcsub.__version__, torch.__version__)"
 
 
 class CheckError(ArcsubError):
     """The bundle failed a check."""
+
+
+class SmokeRun(Protocol):
+    """The kernel's smoke run of the bundle in ``build`` (``arcsub.simulate.smoke_run``):
+    what it found, or a :class:`CheckError`."""
+
+    def __call__(
+        self, build: Path, out: Path | None, budget_s: float, *, echo: Callable[[str], None],
+        over_image: str | None = None,
+    ) -> dict: ...  # fmt: skip
 
 
 def prove_set(build: Path, target, *, echo: Callable[[str], None]):
@@ -83,9 +97,15 @@ def offline_install(build: Path, *, echo: Callable[[str], None]) -> list[str]:
 
 
 def check_bundle(
-    build: Path, *, out: Path | None = None, budget_s: float = 300.0, echo: Callable[[str], None] | None = None
+    build: Path,
+    *,
+    smoke: SmokeRun,
+    out: Path | None = None,
+    budget_s: float = 300.0,
+    echo: Callable[[str], None] | None = None,
 ) -> dict:
-    """Run the target's checks on the bundle in ``build``; returns what was found."""
+    """Run the target's checks on the bundle in ``build``; returns what was found. The cpu
+    target ends with ``smoke(build, out, budget_s, echo=echo)``."""
     from ..console import say
     from .metadata import check_upload_folder
     from .secrets import refuse_secrets
@@ -117,45 +137,5 @@ def check_bundle(
     ]  # fmt: skip
     if unmet:
         raise CheckError("pip check in the offline environment: " + "; ".join(unmet[:5]))
-    result["smoke"] = smoke_run(build, out, budget_s, echo=echo)
+    result["smoke"] = smoke(build, out, budget_s, echo=echo)
     return result
-
-
-def smoke_run(
-    build: Path, out: Path | None, budget_s: float, *, echo: Callable[[str], None], over_image: str | None = None
-) -> dict:
-    """The kernel's first Kaggle run (a placeholder test file → smoke mode) in the
-    simulator, from the bundle alone (``over_image``: in a fresh copy of that image's
-    replica, where the kernel installs the whole set). It fails unless the model
-    answered at least one task: a smoke run on the fallback proves nothing."""
-    from ..simulate import SimulationOptions, simulate
-
-    out = Path(out) if out else Path(tempfile.mkdtemp(prefix="arcsub-bundle-check-"))
-    where = f" over a fresh {over_image} replica copy (the kernel installs the whole set)" if over_image else ""
-    echo(f"smoke run of the bundle's kernel in the simulator (placeholder tasks){where}, output in {out}")
-    options = SimulationOptions(out=out, bundle=build, placeholder=True, budget_s=budget_s, over_image=over_image)
-    report = simulate(options, echo=echo)
-    if not report["passed"]:
-        raise CheckError(f"the bundle's smoke run failed: {'; '.join(report['failures'])} (see {out}/logs/kernel.log)")
-    kernel = report.get("kernel_report") or {}
-    if kernel.get("mode") != "smoke":
-        raise CheckError(f"the bundle's kernel made a {kernel.get('mode')} run of the placeholder, not its smoke run")
-    by_model = tasks_by_model(kernel)
-    if by_model < 1:
-        raise CheckError(f"the smoke run's model answered no task (all on the fallback; see {out}/logs/kernel.log)")
-    return {
-        "out": str(out),
-        "mode": kernel.get("mode"),
-        "by_model": by_model,
-        "score": ((report.get("submission") or {}).get("score") or {}).get("score"),
-        "elapsed_s": report["run"]["elapsed_s"],
-    }
-
-
-def tasks_by_model(kernel_report: dict) -> int:
-    """How many tasks the kernel's model answered: ``tasks.by_model``, or (reports that
-    predate it) the per-task results whose source is not the fallback."""
-    tasks = kernel_report.get("tasks") or {}
-    if "by_model" in tasks:
-        return int(tasks["by_model"])
-    return sum(1 for stats in (kernel_report.get("per_task") or {}).values() if stats.get("source") != "fallback")

@@ -36,8 +36,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from ..io import write_json_atomic
-from .build import CONFIG_NAME, KERNEL, MODEL, WHEELS, read_manifest, repository_root
-from .check import CheckError, smoke_run
+from .build import repository_root
+from .check import CheckError, SmokeRun
+from .manifest import CONFIG_NAME, KERNEL, MODEL, WHEELS, WHEELS_DATASET, is_wheels_dataset_file, read_manifest
 
 INSTALL_SHARE_LIMIT = 0.5  # of the smoke window: install alone may take at most half
 PROBE_TIMEOUT_S = 1800
@@ -58,9 +59,7 @@ def replica_env() -> dict[str, str]:
 
 def lay_out_input(wheels: Path, input_root: Path) -> Path:
     """``input_root/datasets/<owner>/arcsub-wheels``: links to the wheels and the install plan."""
-    from ..simulate.tree import WHEELS_DIR, is_wheels_dataset_file
-
-    folder = input_root / "datasets" / "owner" / WHEELS_DIR
+    folder = input_root / "datasets" / "owner" / WHEELS_DATASET
     folder.mkdir(parents=True)
     for entry in sorted(Path(wheels).iterdir()):
         if entry.is_file() and is_wheels_dataset_file(entry.name):
@@ -175,10 +174,12 @@ class _Steps:
 
 
 def check_over_image(
-    build: Path, image_name: str, *, out: Path | None = None, budget_s: float = 300.0,
+    build: Path, image_name: str, *, smoke: SmokeRun, out: Path | None = None, budget_s: float = 300.0,
     echo: Callable[[str], None] | None = None,
 ) -> dict:  # fmt: skip
-    """Install the bundle in ``build`` over a replica of ``image_name`` and check the stack there."""
+    """Install the bundle in ``build`` over a replica of ``image_name`` and check the stack
+    there; the cpu target ends with ``smoke`` (``arcsub.simulate.smoke_run``) in a copy of
+    the replica."""
     from ..console import say
     from .image_list import ENGINES, OPTIONAL_IMPORTS, image_list_path, read_image_list, set_names
     from .replica import copy_replica, ensure_replica
@@ -272,7 +273,8 @@ def check_over_image(
         lambda f: f"{len(f['lines'])} line(s), all harmless",
     )
     if target.name == "cpu":
-        steps.run("smoke run", lambda: _smoke(build, image_name, out, budget_s + installed["estimate_s"], echo),
+        smoke_budget_s = budget_s + installed["estimate_s"]
+        steps.run("smoke run", lambda: smoke(build, out / "smoke", smoke_budget_s, echo=echo, over_image=image_name),
                   lambda f: f"{f['by_model']} task(s) by the model, score {f['score']}, {f['elapsed_s']:.0f} s "
                   f"(the kernel's own install included)")  # fmt: skip
     return _finish(result, steps, out, keep_environments, echo)
@@ -334,10 +336,6 @@ def vllm_line(found: dict) -> str:
         f"adapter r={adapter['r']} accepted (max_lora_rank {adapter['max_lora_rank']}); {gpus}; "
         f"not run without a GPU: {len(found['gpu_only'])} items (in {REPORT})"
     )
-
-
-def _smoke(build: Path, image_name: str, out: Path, budget_s: float, echo) -> dict:
-    return smoke_run(build, out / "smoke", budget_s, echo=echo, over_image=image_name)
 
 
 def _finish(result: dict, steps: _Steps, out: Path, keep_environments: bool, echo) -> dict:

@@ -43,7 +43,7 @@ from pathlib import Path
 from ..errors import ArcsubError
 from ..io import read_json
 from ..signals import note_ended
-from .build import MANIFEST
+from .manifest import MANIFEST
 from .metadata import (
     DATASET_METADATA,
     KERNEL_METADATA,

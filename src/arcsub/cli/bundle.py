@@ -46,16 +46,19 @@ def cmd_lock(args) -> int:
 
 def cmd_check(args) -> int:
     from ..bundle.check import check_bundle
+    from ..simulate import smoke_run
 
     show_arcsub_lines()
     out = Path(args.out) if args.out else None
     if args.over_image:
         from ..bundle.over_image import check_over_image
 
-        result = check_over_image(Path(args.build), args.over_image, out=out, budget_s=args.budget, echo=say)
+        result = check_over_image(
+            Path(args.build), args.over_image, smoke=smoke_run, out=out, budget_s=args.budget, echo=say
+        )
         say(f"bundle check over the {args.over_image} image passed ({result['target']} target)")
         return 0
-    result = check_bundle(Path(args.build), out=out, budget_s=args.budget, echo=say)
+    result = check_bundle(Path(args.build), smoke=smoke_run, out=out, budget_s=args.budget, echo=say)
     say(f"bundle check passed ({result['target']} target)")
     return 0
 
@@ -71,7 +74,7 @@ def cmd_image_list(args) -> int:
 
 
 def add_build_options(p) -> None:
-    from ..bundle.build import DEFAULT_BUILD
+    from ..bundle.manifest import DEFAULT_BUILD
 
     p.add_argument("--target", choices=TARGETS, default="kaggle", help="wheel set: Kaggle's GPU image or this machine")
     p.add_argument("--out", default=str(DEFAULT_BUILD), help=f"bundle folder (default {DEFAULT_BUILD})")

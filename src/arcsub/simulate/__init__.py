@@ -20,6 +20,7 @@ No torch or vLLM here: the kernel subprocess does the heavy work.
 
 from .runner import NO_NAMESPACE_ENV, namespace_support
 from .simulation import SimulationOptions, default_kernel, simulate
+from .smoke import smoke_run
 from .tree import Layout, SimulationError
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "default_kernel",
     "namespace_support",
     "simulate",
+    "smoke_run",
 ]

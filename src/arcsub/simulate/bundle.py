@@ -26,7 +26,7 @@ class BundleInputs:
 
 
 def bundle_inputs(bundle: Path, out: Path, *, echo, over_image: str | None = None) -> BundleInputs:
-    from ..bundle.build import KERNEL, MODEL, WHEELS, BuildError, read_manifest
+    from ..bundle.manifest import KERNEL, MODEL, WHEELS, BuildError, read_manifest
     from ..bundle.venv import base_venv, overlay_venv
     from ..models.default import cache_root
 

@@ -21,16 +21,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bundle.manifest import WHEELS_DATASET, is_wheels_dataset_file
 from ..errors import ArcsubError
 from ..io import write_json_atomic
-from ..kernel.inputs import INSTALL_PLAN
 from ..tasks import Task, tasks_to_challenges, tasks_to_solutions
 
 CHALLENGES_FILE = "arc-agi_test_challenges.json"
 SOLUTIONS_FILE = "arc-agi_test_solutions.json"
 PUBLIC_EVALUATION_FILE = "arc-agi_evaluation_challenges.json"
 MODEL_DIR = "arcsub-model"
-WHEELS_DIR = "arcsub-wheels"
+WHEELS_DIR = WHEELS_DATASET
 CONFIG_NAME = "arcsub.toml"
 # What a previous simulation leaves in OUT: removed before a new one starts.
 OWN_ENTRIES = ("kaggle", "expected", "logs", "venv", "simulation.json")
@@ -127,12 +127,6 @@ def _link_entries(source: Path, target: Path, *, keep=None) -> list[str]:
         os.symlink(entry.resolve(), target / entry.name)
         linked.append(entry.name)
     return linked
-
-
-def is_wheels_dataset_file(name: str) -> bool:
-    """What the kernel reads from the wheels dataset: the wheels, and its install plan
-    (``INSTALL_FILE`` in kernel/main.py: what to remove from the image first)."""
-    return name.endswith(".whl") or name == INSTALL_PLAN
 
 
 def build_tree(
