@@ -19,6 +19,9 @@ an upward arrow for every row, each circle the code once had, and a reach past a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,23 +93,14 @@ def modules_of(root: Path) -> dict[str, Path]:
     return found
 
 
-def imports_of(root: Path) -> dict[str, set[str]]:
-    """The modules each module imports, those inside functions included. ``from a
-    import b`` names ``a``, and ``a.b`` when ``b`` is a module; a module's arrows to its
-    own packages' ``__init__`` are left out (Python runs those first anyway)."""
+def import_statements(root: Path) -> Iterator[tuple[str, str, list[str]]]:
+    """``(module, the module it imports from, the names it takes)`` for each import of the
+    package's own code, those inside functions included (``import arcsub.a.b``: no names)."""
     modules = modules_of(root)
     top = root.name
-
-    def known(name: str) -> str | None:
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
         package = [p for p in package if p]
-        targets: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
@@ -118,24 +112,34 @@ def imports_of(root: Path) -> dict[str, set[str]]:
                     module = node.module[len(top) + 1 :]
                 else:
                     continue
-                targets.add(module)
-                for alias in node.names:
-                    submodule = f"{module}.{alias.name}" if module else alias.name
-                    if submodule in modules:
-                        targets.add(submodule)
+                yield name, module, [alias.name for alias in node.names]
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith(top + "."):
-                        targets.add(alias.name[len(top) + 1 :])
-        resolved = set()
-        for target in targets:
+                        yield name, alias.name[len(top) + 1 :], []
+
+
+def imports_of(root: Path) -> dict[str, set[str]]:
+    """The modules each module imports. ``from a import b`` names ``a``, and ``a.b`` when
+    ``b`` is a module; a module's arrows to its own packages' ``__init__`` are left out
+    (Python runs those first anyway)."""
+    modules = modules_of(root)
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, module, names in import_statements(root):
+        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}
+        for target in [module, *(f"{module}.{n}" if module else n for n in names)]:
             target = known(target)
             # importing a.b.c runs a/__init__ and a/b/__init__ first: arrows to them too
             while target:
-                resolved.add(target)
+                if target not in own:
+                    graph[name].add(target)
                 target = target.rpartition(".")[0]
-        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}
-        graph[name] = resolved - own
     return graph
 
 
@@ -208,16 +212,31 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
-def past_the_door(graph: dict[str, set[str]], root: Path) -> list[str]:
-    """``module -> imported`` for each import, from another package, of a package's inner
-    module instead of its ``__init__``."""
+def door_names(init: Path) -> set[str]:
+    """The names a package's ``__init__`` lists in ``__all__``."""
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def past_the_door(root: Path) -> list[str]:
+    """``module -> imported`` for each import, from another package, of what is inside a
+    package instead of what its ``__init__`` exports: ``from P.inner import x``, ``import
+    P.inner``, or ``from P import x`` when ``__all__`` leaves ``x`` out (an inner module
+    included; a name imported inside a function would otherwise fail only when it runs)."""
     packages = {p.name for p in root.iterdir() if (p / "__init__.py").is_file()}
-    return [
-        f"{module} -> {target}"
-        for module, targets in sorted(graph.items())
-        for target in sorted(targets)
-        if part(target) in packages and "." in target and part(target) != part(module)
-    ]
+    found = set()
+    for name, module, names in import_statements(root):
+        door = part(module)
+        if door not in packages or door == part(name):
+            continue
+        if module != door:
+            found.add(f"{name} -> {module}")
+            continue
+        public = door_names(root / door / "__init__.py")
+        found |= {f"{name} -> {door}.{n}" for n in names if n not in public}
+    return sorted(found)
 
 
 # --- the rules on arcsub's own code ---------------------------------------------------
@@ -242,108 +261,26 @@ def test_the_arrows_not_yet_removed_still_exist():
     assert sorted(arrow for arrow in NOT_YET if arrow[1] not in GRAPH.get(arrow[0], ())) == []
 
 
-# Imports past a door today; step by step each becomes an import of the package itself.
-PAST_THE_DOOR_TODAY: set[str] = {
-    "bundle.build -> kernel.inputs",
-    "bundle.build -> kernel.profiles",
-    "bundle.build -> models.default",
-    "bundle.check -> models.default",
-    "bundle.image_probes -> inference.vllm_backend",
-    "bundle.image_probes -> kernel.stack",
-    "bundle.image_probes -> models.loading",
-    "bundle.manifest -> kernel.inputs",
-    "bundle.replica -> models.default",
-    "bundle.wheelset -> models.default",
-    "checks.context_prompts -> models.synthetic_text",
-    "checks.context_window -> models.config_facts",
-    "checks.context_window -> models.context",
-    "checks.context_window -> models.loading",
-    "checks.fp16 -> models.inspection",
-    "checks.fp16 -> models.loading",
-    "cli.bundle -> bundle.build",
-    "cli.bundle -> bundle.check",
-    "cli.bundle -> bundle.image_list",
-    "cli.bundle -> bundle.manifest",
-    "cli.bundle -> bundle.over_image",
-    "cli.bundle -> bundle.wheelset",
-    "cli.compare -> evaluate.compare",
-    "cli.compare -> evaluate.compare_plot",
-    "cli.data -> models.loading",
-    "cli.evaluate -> evaluate.budget",
-    "cli.evaluate -> evaluate.run",
-    "cli.finetune -> checks.fp16",
-    "cli.finetune -> finetune.offline",
-    "cli.finetune -> finetune.sources",
-    "cli.infer -> models.loading",
-    "cli.model -> checks.context_window",
-    "cli.model -> checks.fp16",
-    "cli.model -> finetune.adapters",
-    "cli.model -> models.chat_template",
-    "cli.model -> models.context",
-    "cli.model -> models.inspection",
-    "cli.model -> models.pretrained",
-    "cli.model -> models.replicas",
-    "cli.profile -> kernel.profiles",
-    "cli.profile -> profile.cost_model",
-    "cli.profile -> profile.measure",
-    "cli.profile -> profile.project",
-    "cli.profile -> profile.step_fit",
-    "cli.push -> bundle.push",
-    "cli.simulate -> bundle.manifest",
-    "evaluate.budget -> kernel.profiles",
-    "evaluate.run -> kernel.profiles",
-    "evaluate.run -> models.config_facts",
-    "evaluate.run -> models.default",
-    "evaluate.run -> simulate.runner",
-    "evaluate.run -> simulate.simulation",
-    "evaluate.run -> simulate.tree",
-    "finetune.cache -> models.default",
-    "finetune.model -> inference.backend",
-    "finetune.model -> models.loading",
-    "finetune.model -> models.pretrained",
-    "finetune.ttft -> models.loading",
-    "inference.run -> models.loading",
-    "inference.vllm_backend -> models.config_facts",
-    "inference.vllm_backend -> models.loading",
-    "kernel.plan -> models.config_facts",
-    "kernel.probe -> inference.airv",
-    "kernel.probe -> inference.scoring",
-    "kernel.probe -> models.loading",
-    "kernel.run -> models.loading",
-    "kernel.worker -> finetune.model",
-    "kernel.worker -> models.loading",
-    "pipeline -> models.loading",
-    "profile -> kernel.profiles",
-    "profile.analytic -> models.config_facts",
-    "profile.flops -> models.config_facts",
-    "profile.measure -> inference.backend",
-    "profile.measure -> models.config_facts",
-    "profile.measure -> models.loading",
-    "profile.measure -> models.registry",
-    "profile.measure -> models.replicas",
-    "profile.measure -> models.synthetic_text",
-    "profile.project -> kernel.profiles",
-    "profile.step_fit -> models.registry",
-    "simulate.bundle -> bundle.build",
-    "simulate.bundle -> bundle.image_list",
-    "simulate.bundle -> bundle.manifest",
-    "simulate.bundle -> bundle.replica",
-    "simulate.bundle -> bundle.venv",
-    "simulate.bundle -> models.default",
-    "simulate.simulation -> bundle.venv",
-    "simulate.simulation -> kernel.profiles",
-    "simulate.smoke -> bundle.check",
-    "simulate.tree -> bundle.manifest",
-}
+def test_other_packages_enter_through_the_init():
+    assert past_the_door(PACKAGE) == []
 
 
-@pytest.mark.parametrize("rule", ["none new", "none gone"])
-def test_other_packages_enter_through_the_init(rule):
-    found = set(past_the_door(GRAPH, PACKAGE))
-    if rule == "none new":
-        assert sorted(found - PAST_THE_DOOR_TODAY) == []
-    else:
-        assert sorted(PAST_THE_DOOR_TODAY - found) == []  # fixed: take it off the list
+DOORS = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_every_name_a_door_lists_is_there_and_the_door_pulls_no_engine(door):
+    """Each name in ``__all__`` loads (the bundle's door loads them on first use), and
+    importing the door alone brings in neither torch nor vLLM."""
+    code = (
+        "import importlib, sys\n"
+        f"door = importlib.import_module('arcsub.{door}')\n"
+        "heavy = sorted(m for m in ('torch', 'vllm', 'transformers', 'peft') if m in sys.modules)\n"
+        "missing = [n for n in getattr(door, '__all__', []) if not hasattr(door, n)]\n"
+        "print(heavy, missing)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[] []"
 
 
 def test_the_checker_sees_relative_absolute_and_function_level_imports():
@@ -443,11 +380,20 @@ def test_the_checker_refuses_a_reach_past_the_door(tmp_path):
     root = write_tree(
         tmp_path,
         {
-            "models/__init__.py": "from .default import X\n",
+            "models/__init__.py": "from . import facts\nfrom .default import X\n__all__ = ['X', 'facts']\n",
             "models/default.py": "X = 1\n",
+            "models/facts.py": "",
             "models/loading.py": "from .default import X\n",  # its own package: fine
             "kernel/run.py": "from ..models import X\nfrom ..models.default import X\n",
-            "kernel/plan.py": "from arcsub.models import default\n",  # a module, not a name
+            "kernel/plan.py": "from arcsub.models import default\n",  # a module the door does not name
+            "kernel/stack.py": "def f():\n    import arcsub.models.default\n",
+            "kernel/inputs.py": "from ..models import facts\n",  # a module the door names: fine
+            "kernel/probe.py": "def f():\n    from ..models import Y\n",  # not in __all__
         },
     )
-    assert past_the_door(imports_of(root), root) == ["kernel.plan -> models.default", "kernel.run -> models.default"]
+    assert past_the_door(root) == [
+        "kernel.plan -> models.default",
+        "kernel.probe -> models.Y",
+        "kernel.run -> models.default",
+        "kernel.stack -> models.default",
+    ]

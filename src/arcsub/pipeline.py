@@ -29,7 +29,7 @@ from .finetune import STOP_SKIPPED, load_for_training, train_tasks
 from .hardware import free_accelerator_memory
 from .inference import RunStore, infer, write_selected_submission
 from .io import write_json_atomic
-from .models.loading import load_tokenizer
+from .models import load_tokenizer
 from .submission import SubmissionScore, score_submission
 from .tasks import Task
 

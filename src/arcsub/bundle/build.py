@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_dir, folder_bytes, write_json_atomic
-from ..kernel.inputs import INSTALL_PLAN
+from ..kernel import INSTALL_PLAN
 from .manifest import CONFIG_NAME, DEFAULT_BUILD, KERNEL, MANIFEST, MODEL, WHEELS, WHEELS_DATASET, BuildError
 from .metadata import DATASET_METADATA, KERNEL_METADATA, PLACEHOLDER_OWNER
 from .push import kaggle_config_dirs
@@ -125,7 +125,7 @@ def write_wheels(folder: Path, target, root: Path, arcsub_wheel: Path, *, downlo
 
 
 def wheel_cache(target: str) -> Path:
-    from ..models.default import cache_root
+    from ..models import cache_root
 
     path = cache_root() / "wheels" / target
     path.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def write_kernel(folder: Path, root: Path, meta: dict) -> None:
 def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = None) -> dict:
     """Write the bundle to ``options.out``; return its manifest (also ``out/bundle.json``)."""
     from ..console import say
-    from ..kernel.profiles import load_profile
+    from ..kernel import load_profile
     from .metadata import check_upload_folder, dataset_metadata, kernel_metadata
     from .secrets import refuse_secrets
     from .wheelset import get_target, requirements_path

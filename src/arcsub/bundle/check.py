@@ -81,7 +81,7 @@ def offline_install(build: Path, *, echo: Callable[[str], None]) -> list[str]:
     """Fresh base environment from the bundle (no index, no pip configuration), then an
     overlay with arcsub's wheel; imports arcsub and the engines there. Returns what
     ``pip check`` says about the overlay."""
-    from ..models.default import cache_root
+    from ..models import cache_root
     from .venv import arcsub_wheel, base_venv, install_offline, offline_pip_env, overlay_venv, run_checked
 
     base = base_venv(build / WHEELS, cache=cache_root() / "bundle-venvs", fresh=True, echo=echo)

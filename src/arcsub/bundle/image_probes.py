@@ -166,8 +166,8 @@ def probe_vllm(args) -> dict:
     from vllm.renderers.hf import safe_apply_chat_template
     from vllm.tokenizers import get_tokenizer
 
-    from arcsub.inference.vllm_backend import engine_kwargs
-    from arcsub.models.loading import load_tokenizer
+    from arcsub.inference import engine_kwargs
+    from arcsub.models import load_tokenizer
     from arcsub.prompts import PromptBuilder
 
     config = _config(args)
@@ -238,8 +238,8 @@ def gpu_engine_args(model: str, adapter: str, config, capability: tuple[int, int
     import vllm.envs
     from vllm.engine.arg_utils import EngineArgs
 
-    from arcsub.inference.vllm_backend import engine_kwargs
-    from arcsub.kernel.stack import engine_environment
+    from arcsub.inference import engine_kwargs
+    from arcsub.kernel import engine_environment
 
     kwargs = engine_kwargs(model, config.inference, [adapter], capability=capability)
     if config.inference.dtype == "auto":  # hardware.device_dtype on that GPU: no bf16 before compute capability 8

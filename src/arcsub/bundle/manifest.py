@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ArcsubError
 from ..io import read_json
-from ..kernel.inputs import INSTALL_PLAN
+from ..kernel import INSTALL_PLAN
 
 DEFAULT_BUILD = Path("build") / "kaggle"
 MANIFEST = "bundle.json"

@@ -190,7 +190,7 @@ def plan_replica(image: ImageList, python: str, root: Path, *, echo: Callable[[s
 
 
 def replica_dir(image: ImageList, target_name: str, python: str) -> Path:
-    from ..models.default import cache_root
+    from ..models import cache_root
 
     return cache_root() / REPLICAS / f"{image.name}-{target_name}-py{python}-{image.key()}-b{BUILDER_VERSION}"
 

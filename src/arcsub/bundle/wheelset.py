@@ -419,7 +419,7 @@ def wheel_info_from_file(path: Path) -> WheelInfo:
 
 
 def metadata_cache() -> Path:
-    from ..models.default import cache_root
+    from ..models import cache_root
 
     return cache_root() / "wheel-metadata"
 

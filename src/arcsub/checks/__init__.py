@@ -8,7 +8,16 @@ The public entry
         ``ContextReport``); ``write_outputs`` adds ``table.md`` and ``accuracy.png``
 """
 
-from .context_window import ContextReport, Settings, run_context_check, write_outputs
-from .fp16 import Fp16Report, check_fp16
+from .context_window import ContextReport, Settings, markdown_table, run_context_check, write_outputs
+from .fp16 import METHODS, Fp16Report, check_fp16
 
-__all__ = ["ContextReport", "Fp16Report", "Settings", "check_fp16", "run_context_check", "write_outputs"]
+__all__ = [
+    "METHODS",
+    "ContextReport",
+    "Fp16Report",
+    "Settings",
+    "check_fp16",
+    "markdown_table",
+    "run_context_check",
+    "write_outputs",
+]

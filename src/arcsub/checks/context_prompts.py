@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, replace
 
 from ..errors import PromptError
-from ..models.synthetic_text import distraction_chunk
+from ..models import distraction_chunk
 from ..prompts import IGNORE_INDEX, Prompt, PromptBuilder, TokenizedPrompt
 
 KEY_DIGITS = 4

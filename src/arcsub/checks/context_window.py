@@ -42,9 +42,7 @@ from ..finetune import attach_lora, train_examples
 from ..hardware import device_dtype
 from ..io import write_text_atomic
 from ..models import config_facts as facts
-from ..models import resolve_model
-from ..models.context import extend_context
-from ..models.loading import load_tokenizer, model_window, read_config
+from ..models import extend_context, load_tokenizer, model_window, read_config, resolve_model
 from .context_prompts import ContextSample, SampleMaker
 
 

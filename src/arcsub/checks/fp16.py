@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from ..config import PromptConfig
 from ..console import progress_bar, say
 from ..errors import ConfigError, ModelPreparationError
-from ..models import resolve_model
-from ..models.inspection import FP16_MAX
-from ..models.loading import load_tokenizer
+from ..models import FP16_MAX, load_tokenizer, resolve_model
 from ..prompts import PromptBuilder, PromptTooLong
 from ..tasks import load_tasks
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bundle.image_list import DEFAULT_SOURCE, IMAGES
+from ..bundle import DEFAULT_SOURCE, IMAGES
 from ..console import say, show_arcsub_lines
 
 TARGETS = ("kaggle", "cpu")
 
 
 def cmd_build(args) -> int:
-    from ..bundle.build import BuildOptions, build_bundle
+    from ..bundle import BuildOptions, build_bundle
 
     show_arcsub_lines()
     options = BuildOptions(
@@ -35,8 +35,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_lock(args) -> int:
-    from ..bundle.build import repository_root
-    from ..bundle.wheelset import get_target, lock
+    from ..bundle import get_target, lock, repository_root
 
     show_arcsub_lines()
     path = lock(get_target(args.target), repository_root(), echo=say)
@@ -45,13 +44,13 @@ def cmd_lock(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ..bundle.check import check_bundle
+    from ..bundle import check_bundle
     from ..simulate import smoke_run
 
     show_arcsub_lines()
     out = Path(args.out) if args.out else None
     if args.over_image:
-        from ..bundle.over_image import check_over_image
+        from ..bundle import check_over_image
 
         result = check_over_image(
             Path(args.build), args.over_image, smoke=smoke_run, out=out, budget_s=args.budget, echo=say
@@ -64,8 +63,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_image_list(args) -> int:
-    from ..bundle.build import repository_root
-    from ..bundle.image_list import refresh
+    from ..bundle import refresh, repository_root
 
     show_arcsub_lines()
     path, _image = refresh(args.image, args.source, repository_root(), echo=say)
@@ -74,7 +72,7 @@ def cmd_image_list(args) -> int:
 
 
 def add_build_options(p) -> None:
-    from ..bundle.manifest import DEFAULT_BUILD
+    from ..bundle import DEFAULT_BUILD
 
     p.add_argument("--target", choices=TARGETS, default="kaggle", help="wheel set: Kaggle's GPU image or this machine")
     p.add_argument("--out", default=str(DEFAULT_BUILD), help=f"bundle folder (default {DEFAULT_BUILD})")

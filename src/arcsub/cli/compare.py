@@ -11,14 +11,14 @@ DEFAULT_OUT = "runs/compare"
 
 
 def cmd_compare(args) -> int:
-    from ..evaluate.compare import (
+    from ..evaluate import (
         compare_evaluations,
         comparison_text,
         load_evaluation,
+        plot_comparison,
         write_comparison_json,
         write_comparison_markdown,
     )
-    from ..evaluate.compare_plot import plot_comparison
 
     show_arcsub_lines()
     evaluations = [load_evaluation(path) for path in args.results]

@@ -70,7 +70,7 @@ def cmd_encode(args) -> int:
     task = one_task(args.task, args.task_id)
     tokenizer = None
     if args.tokenizer != "none":
-        from ..models.loading import load_tokenizer
+        from ..models import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
     config = PromptConfig(codec=args.encoder, max_seq_len=args.max_seq_len, drop_order=args.drop_order)

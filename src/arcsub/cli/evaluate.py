@@ -10,7 +10,7 @@ from .common import SOURCE_HELP
 
 def cmd_evaluate(args) -> int:
     from ..console import show_arcsub_lines
-    from ..evaluate.run import EvaluationOptions, evaluate
+    from ..evaluate import EvaluationOptions, evaluate
 
     show_arcsub_lines()
     evaluate(
@@ -35,7 +35,7 @@ def cmd_evaluate(args) -> int:
 
 
 def register(sub) -> None:
-    from ..evaluate.budget import DEFAULT_MACHINE, DEFAULT_TASK_S
+    from ..evaluate import DEFAULT_MACHINE, DEFAULT_TASK_S
 
     p = sub.add_parser(
         "evaluate",

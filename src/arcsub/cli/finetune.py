@@ -54,7 +54,7 @@ def _config(args):
 
 def _same_sources(given: list[str] | None, saved: list[str], flag: str, out) -> None:
     """On --resume, --data / --val-data may repeat the run's sources, never change them."""
-    from ..finetune.sources import parse_sources
+    from ..finetune import parse_sources
 
     if given is not None and [str(s) for s in parse_sources(given, flag)] != saved:
         shown = " ".join(f"{flag} {s}" for s in saved) or f"no {flag}"
@@ -65,7 +65,7 @@ def _fp16_check(progress: bool):
     """The merged model's fp16 check for run_offline (arcsub.checks sits above finetune)."""
 
     def check(folder: Path, source: str, max_tokens: int) -> dict:
-        from ..checks.fp16 import check_fp16
+        from ..checks import check_fp16
 
         report = check_fp16(folder, source=source, max_tokens=max_tokens, prompts=2, progress=progress)
         return dataclasses.asdict(report) | {"overflow": report.overflow, "verdict": report.lines()[-1]}
@@ -74,7 +74,7 @@ def _fp16_check(progress: bool):
 
 
 def cmd_finetune(args) -> int:
-    from ..finetune.offline import read_run, time_limit_deadline
+    from ..finetune import read_run, time_limit_deadline
 
     config = _config(args)
     deadline = time_limit_deadline(args.time_limit)
@@ -95,7 +95,7 @@ def cmd_finetune(args) -> int:
 
     if args.per_task:
         return _per_task(model, data or config.finetune.sources, args, config, deadline)
-    from ..finetune.offline import run_offline
+    from ..finetune import run_offline
 
     with command_output(args.out, args.verbose):
         result = run_offline(

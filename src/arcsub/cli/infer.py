@@ -35,8 +35,7 @@ def load_run_config(args):
 
 def cmd_infer(args) -> int:
     from ..inference import find_adapters, infer
-    from ..models import resolve_model
-    from ..models.loading import load_tokenizer
+    from ..models import load_tokenizer, resolve_model
     from ..tasks import load_tasks
 
     config = load_run_config(args)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..checks.fp16 import METHODS
-from ..models.chat_template import TEMPLATES
-from ..models.context import SCALINGS
+from ..checks import METHODS
+from ..models import SCALINGS, TEMPLATES
 
 
 def cmd_model_default(args) -> int:
@@ -19,21 +18,20 @@ def cmd_model_default(args) -> int:
 def cmd_model_pack_default(args) -> int:
     from pathlib import Path
 
-    from ..finetune.adapters import pack_adapter
-    from ..models import pretrained
+    from ..finetune import pack_adapter
+    from ..models import ADAPTER_DIR, ADAPTER_WEIGHTS, MAX_ADAPTER_BYTES, SHIPPED_BASE_NAME
 
     recipe = Path(args.recipe).read_text()
     dest = pack_adapter(
-        args.adapter, pretrained.ADAPTER_DIR, recipe=recipe, base_name=pretrained.SHIPPED_BASE_NAME,
-        max_bytes=pretrained.MAX_ADAPTER_BYTES,
-    )  # fmt: skip
-    size = (dest / pretrained.ADAPTER_WEIGHTS).stat().st_size
+        args.adapter, ADAPTER_DIR, recipe=recipe, base_name=SHIPPED_BASE_NAME, max_bytes=MAX_ADAPTER_BYTES
+    )
+    size = (dest / ADAPTER_WEIGHTS).stat().st_size
     print(f"{dest}: the shipped adapter of 'default' now ({size / 2**20:.1f} MiB); the next use merges it again")
     return 0
 
 
 def cmd_model_inspect(args) -> int:
-    from ..models.inspection import as_json, gather, markdown_table
+    from ..models import as_json, gather, markdown_table
 
     items = gather(args.targets, candidates=args.candidates)
     if args.json:
@@ -44,8 +42,7 @@ def cmd_model_inspect(args) -> int:
 
 
 def cmd_model_extend_context(args) -> int:
-    from ..models import resolve_model
-    from ..models.context import extend_context
+    from ..models import extend_context, resolve_model
 
     result = extend_context(
         resolve_model(args.src),
@@ -69,8 +66,7 @@ def cmd_model_extend_context(args) -> int:
 
 
 def cmd_model_add_chat_template(args) -> int:
-    from ..models import resolve_model
-    from ..models.chat_template import add_chat_template
+    from ..models import add_chat_template, resolve_model
 
     result = add_chat_template(resolve_model(args.src), args.dst, template=args.template, replace=args.replace)
     changes = result.changes
@@ -100,8 +96,7 @@ def cmd_model_check_fp16(args) -> int:
 
 
 def cmd_model_check_context(args) -> int:
-    from ..checks import Settings, run_context_check, write_outputs
-    from ..checks.context_window import markdown_table
+    from ..checks import Settings, markdown_table, run_context_check, write_outputs
 
     settings = Settings(
         model=args.model,
@@ -128,7 +123,7 @@ def cmd_model_check_context(args) -> int:
 
 
 def cmd_model_replica(args) -> int:
-    from ..models.replicas import build_replica
+    from ..models import build_replica
 
     print(build_replica(args.name, args.dst, layers=args.layers))
     return 0

@@ -48,8 +48,7 @@ def _measure(model: str, args, out: str | None):
 
 
 def _summary(profile: dict) -> str:
-    from ..profile.cost_model import cost_model_from_dict
-    from ..profile.project import markdown
+    from ..profile import cost_model_from_dict, markdown
 
     cost = cost_model_from_dict(profile["cost_model"], "profile")
     m = profile["measured"]
@@ -120,7 +119,7 @@ def _tokens_per_step(args, config) -> int:
 
 
 def cmd_fit(args) -> int:
-    from ..profile.step_fit import fit_measured, record_fit, write_fits
+    from ..profile import fit_measured, record_fit, write_fits
 
     show_arcsub_lines()
     fit = fit_measured(args.files, peak_flops=args.peak_tflops * 1e12 if args.peak_tflops else None)
@@ -139,7 +138,7 @@ def cmd_fit(args) -> int:
 
 
 def _plans(models: list[str], args, cost_models=None):
-    from ..kernel.profiles import load_profile
+    from ..kernel import load_profile
     from ..profile import cost_model_for, plan_run, recorded_fits
 
     names = args.profile if isinstance(args.profile, list) else [args.profile]
@@ -181,7 +180,7 @@ def _plans(models: list[str], args, cost_models=None):
 
 def _finish(plans, args) -> None:
     from ..io import write_json_atomic
-    from ..profile.project import plan_dict
+    from ..profile import plan_dict
 
     if args.png:
         from ..profile import plot_plans
@@ -198,7 +197,7 @@ def _finish(plans, args) -> None:
 
 
 def cmd_plan(args) -> int:
-    from ..profile.project import plan_text
+    from ..profile import plan_text
 
     show_arcsub_lines()
     source = args.from_ or args.model
@@ -209,15 +208,14 @@ def cmd_plan(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ..profile import load_cost_model
-    from ..profile.project import compare_text
+    from ..profile import compare_text, load_cost_model
 
     models = args.models
     args.profile = args.profile or [args.profile_default]
     show_arcsub_lines()
     costs = None
     if args.measure:
-        from ..profile.measure import check_measurable
+        from ..profile import check_measurable
 
         for model in models:
             check_measurable(model)
@@ -236,7 +234,7 @@ def cmd_compare(args) -> int:
 
 
 def _plan_options(p, *, model: bool) -> None:
-    from ..kernel.profiles import DEFAULT_PROFILE
+    from ..kernel import DEFAULT_PROFILE
 
     if model:
         p.add_argument(

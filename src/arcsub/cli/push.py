@@ -6,7 +6,7 @@ DEFAULT_BUILD = "build/kaggle"
 
 
 def cmd_push(args) -> int:
-    from ..bundle.push import push
+    from ..bundle import push
     from ..console import say
 
     options = {"message": args.message} if args.message else {}

@@ -11,7 +11,7 @@ from ..console import show_arcsub_lines
 def default_bundle(args) -> Path | None:
     """``--bundle``, else a cpu-target bundle in build/kaggle (what Kaggle would run), else
     none (the working tree's kernel and the arcsub installed here)."""
-    from ..bundle.manifest import DEFAULT_BUILD, MANIFEST
+    from ..bundle import DEFAULT_BUILD, MANIFEST
     from ..console import say
 
     if args.bundle:

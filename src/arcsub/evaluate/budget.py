@@ -42,7 +42,7 @@ def task_budget(model: str, *, per_task_s: float | None, profile: str | None, lo
         return TaskBudget(per_task_s, None, f"--budget-per-task {per_task_s:g}")
     if profile is None:
         return TaskBudget(DEFAULT_TASK_S, None, f"default {DEFAULT_TASK_S:g} s (pass --budget-per-task or --profile)")
-    from ..kernel.profiles import load_profile
+    from ..kernel import load_profile
     from ..profile import cost_model_for, plan_run
 
     competition = load_profile(profile)

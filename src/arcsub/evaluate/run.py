@@ -93,7 +93,7 @@ def model_facts(model_dir: Path) -> dict:
 
 
 def model_stamp(model_dir: Path) -> dict | None:
-    from ..models.default import STAMP_FILE
+    from ..models import STAMP_FILE
 
     try:
         return json.loads((model_dir / STAMP_FILE).read_text())
@@ -122,7 +122,7 @@ def check_state(out: Path, state: dict, restart: bool) -> bool:
 
 
 def kernel_environment(machine: str, budget_s: float, per_task_s: float, workers: int | None) -> dict[str, str]:
-    from ..simulate.simulation import KERNEL_VARS, PROXY_VARS
+    from ..simulate import KERNEL_VARS, PROXY_VARS
 
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
     env.update(
@@ -139,8 +139,7 @@ def kernel_environment(machine: str, budget_s: float, per_task_s: float, workers
 
 def run_kernel_on(layout, todo: int, env: dict, budget_s: float, ram_bytes: int, progress: bool):
     """``kernel/main.py`` on the tree, its output in the log, a bar over the tasks."""
-    from ..simulate.runner import Launch, Limits, run_kernel
-    from ..simulate.simulation import default_kernel
+    from ..simulate import Launch, Limits, default_kernel, run_kernel
 
     argv = [
         sys.executable,
@@ -184,10 +183,10 @@ def collect(tasks: list[Task], layout) -> dict[str, dict]:
 def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     """Run (or resume) the evaluation; returns what ``OUT/evaluation.json`` holds."""
     from ..config import load_config
-    from ..kernel.profiles import load_profile
+    from ..kernel import load_profile
     from ..leakage import guard_evaluation
     from ..models import resolve_model
-    from ..simulate.tree import Layout, build_tree
+    from ..simulate import Layout, build_tree
 
     out = Path(options.out).resolve()
     tasks = load_evaluation_tasks(options)

@@ -53,11 +53,13 @@ together in ``corpus.py``.
 torch, transformers and peft are imported inside the functions that need them.
 """
 
-from .adapters import load_adapter, save_adapter, save_merged
+from .adapters import load_adapter, pack_adapter, save_adapter, save_merged
 from .loop import train_examples
-from .model import attach_lora, load_for_training, restore_trainable, trainable_state
+from .model import attach_lora, load_for_training, restore_trainable, trainable_state, training_lora_rank
+from .offline import read_run, run_offline, time_limit_deadline
 from .result import STOP_DEADLINE, STOP_MAX_STEPS, STOP_NON_FINITE, STOP_SKIPPED, TrainResult
 from .slices import task_slice
+from .sources import parse_sources
 from .ttft import expected_step_tokens, train_task, train_tasks
 
 __all__ = [
@@ -70,12 +72,18 @@ __all__ = [
     "expected_step_tokens",
     "load_adapter",
     "load_for_training",
+    "pack_adapter",
+    "parse_sources",
+    "read_run",
     "restore_trainable",
+    "run_offline",
     "save_adapter",
     "save_merged",
     "task_slice",
+    "time_limit_deadline",
     "train_examples",
     "train_task",
     "train_tasks",
     "trainable_state",
+    "training_lora_rank",
 ]

@@ -31,7 +31,7 @@ from pathlib import Path
 from ..config import Config
 from ..console import progress_bar
 from ..io import atomic_dir, exclusive_lock, write_json_atomic
-from ..models.default import cache_root
+from ..models import cache_root
 from ..prompts import TokenizedPrompt
 from .data import LeaveOneOut
 from .mixture import Mixture

@@ -11,8 +11,7 @@ from pathlib import Path
 from ..config import Config, FinetuneConfig
 from ..errors import ConfigError
 from ..hardware import default_device
-from ..models import resolve_model
-from ..models.loading import load_tokenizer
+from ..models import load_tokenizer, resolve_model
 from .precision import resolve_precision
 
 
@@ -84,7 +83,7 @@ def initial_adapter_dir(config: FinetuneConfig) -> Path | None:
     if config.initial_adapter is None:
         return None
     if config.initial_adapter == "pretrained":
-        from ..models.pretrained import shipped_adapter
+        from ..models import shipped_adapter
 
         return shipped_adapter()
     folder = Path(config.initial_adapter)
@@ -98,7 +97,7 @@ def initial_adapter_dir(config: FinetuneConfig) -> Path | None:
 
 def training_lora_rank(config: FinetuneConfig) -> int:
     """The rank of the adapter training makes: the initial adapter's, else ``lora_rank``."""
-    from ..inference.backend import adapter_rank
+    from ..inference import adapter_rank
 
     folder = initial_adapter_dir(config)
     return adapter_rank(folder) if folder is not None else config.lora_rank

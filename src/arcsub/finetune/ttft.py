@@ -15,7 +15,7 @@ from ..config import Config, save_config
 from ..console import progress_bar
 from ..errors import ConfigError, FinetuneError
 from ..io import write_json_atomic
-from ..models.loading import model_window
+from ..models import model_window
 from ..prompts import PromptBuilder
 from ..tasks import Task
 from .adapters import RESULT_FILE, save_adapter, save_merged

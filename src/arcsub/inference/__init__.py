@@ -15,18 +15,28 @@ The public entry
 Importing this package imports neither torch nor vLLM; the backends do, when built.
 """
 
+from .airv import sample_jobs
 from .attempts import select_attempts, write_selected_submission
+from .backend import GenerationRequest, ScoreRequest, adapter_rank
 from .run import AdaptersNotFoundError, InferenceReport, find_adapters, infer, make_backend
+from .scoring import score_jobs
 from .store import RunMismatchError, RunStore
+from .vllm_backend import engine_kwargs
 
 __all__ = [
     "AdaptersNotFoundError",
+    "GenerationRequest",
     "InferenceReport",
     "RunMismatchError",
     "RunStore",
+    "ScoreRequest",
+    "adapter_rank",
+    "engine_kwargs",
     "find_adapters",
     "infer",
     "make_backend",
+    "sample_jobs",
+    "score_jobs",
     "select_attempts",
     "write_selected_submission",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ArcsubError
-from ..models.loading import model_window
+from ..models import model_window
 from ..prompts import PromptBuilder
 from ..tasks import Task
 from .airv import sample

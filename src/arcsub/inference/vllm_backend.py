@@ -43,7 +43,7 @@ from ..console import progress_bar, vllm_bar
 from ..errors import ArcsubError
 from ..hardware import device_dtype
 from ..models import config_facts as facts
-from ..models.loading import model_window, read_config
+from ..models import model_window, read_config
 from .backend import Completion, GenerationRequest, ScoreRequest, adapter_rank
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,18 @@ merging), ``worker.py`` (one per GPU: engine, fine-tuning, inference per task),
 ``results.py`` (result files and the always-valid submission), ``report.py``.
 """
 
+from .inputs import INSTALL_PLAN
 from .profiles import DEFAULT_PROFILE, CompetitionProfile, ProfileError, load_profile, profile_names
 from .run import KernelError, kernel_main, run_kernel
+from .stack import engine_environment
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "INSTALL_PLAN",
     "CompetitionProfile",
     "KernelError",
     "ProfileError",
+    "engine_environment",
     "kernel_main",
     "load_profile",
     "profile_names",

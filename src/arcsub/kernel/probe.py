@@ -23,9 +23,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..finetune import STOP_SKIPPED, restore_trainable, save_adapter, train_task
-from ..inference.airv import sample_jobs
-from ..inference.scoring import score_jobs
-from ..models.loading import model_window
+from ..inference import sample_jobs, score_jobs
+from ..models import model_window
 from ..prompts import PromptBuilder
 from ..selection import Candidate
 from ..tasks import Task

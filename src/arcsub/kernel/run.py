@@ -31,7 +31,7 @@ from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
 from ..errors import ArcsubError
 from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
-from ..models.loading import read_config
+from ..models import read_config
 from ..tasks import load_tasks, smallest_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget, checkpointing_needed

@@ -55,10 +55,10 @@ from ..finetune import (
     save_adapter,
     train_task,
     trainable_state,
+    training_lora_rank,
 )
-from ..finetune.model import training_lora_rank
 from ..inference import RunStore, infer, make_backend, select_attempts
-from ..models.loading import load_tokenizer
+from ..models import load_tokenizer
 from ..submission import make_submission
 from ..tasks import load_tasks
 from .plan import CostModel, InferenceAsk, TaskPlan, plan_task

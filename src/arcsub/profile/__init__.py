@@ -27,13 +27,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..kernel.profiles import CompetitionProfile
+from ..kernel import CompetitionProfile
 from .analytic import analytic_cost_model
-from .cost_model import CostModel, ProfilingError, load_cost_model, load_profile_json
-from .measure import MeasureGrid, measure_profile, model_config
+from .cost_model import CostModel, ProfilingError, cost_model_from_dict, load_cost_model, load_profile_json
+from .measure import MeasureGrid, check_measurable, measure_profile, model_config
 from .plot import plot_plans
-from .project import plan_run
-from .step_fit import StepCostFit, fit_measured, recorded_fits
+from .project import compare_text, markdown, plan_dict, plan_run, plan_text
+from .step_fit import StepCostFit, fit_measured, record_fit, recorded_fits, write_fits
 
 
 def cost_model_for(
@@ -71,12 +71,20 @@ __all__ = [
     "ProfilingError",
     "StepCostFit",
     "analytic_cost_model",
+    "check_measurable",
+    "compare_text",
     "cost_model_for",
+    "cost_model_from_dict",
     "fit_measured",
     "load_cost_model",
     "load_profile_json",
+    "markdown",
     "measure_profile",
+    "plan_dict",
     "plan_run",
+    "plan_text",
     "plot_plans",
+    "record_fit",
     "recorded_fits",
+    "write_fits",
 ]

@@ -36,10 +36,17 @@ from ..config import Config
 from ..console import progress_bar, say
 from ..hardware import nvidia_gpus
 from ..io import write_json_atomic
-from ..models import CHAT_NAME, DEFAULT_NAME, resolve_model
+from ..models import (
+    CANDIDATES,
+    CHAT_NAME,
+    DEFAULT_NAME,
+    CandidateModel,
+    candidate_names,
+    model_window,
+    read_config,
+    resolve_model,
+)
 from ..models import config_facts as facts
-from ..models.loading import model_window, read_config
-from ..models.registry import CANDIDATES, CandidateModel, candidate_names
 from .cost_model import FORMAT, STAGE_TERMS, VERSION, CostModel, ProfilingError, fit_terms
 
 FULL_SHAPE_FILE = "arcsub-full-shape.json"
@@ -151,7 +158,7 @@ def build_full_shape(candidate: CandidateModel, dst: str | os.PathLike, *, seed:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ..models.replicas import llama_style_tokenizer, qwen_style_tokenizer
+    from ..models import llama_style_tokenizer, qwen_style_tokenizer
 
     check_buildable(candidate)
     chatml = candidate.tokenizer.eos == "<|im_end|>"
@@ -224,7 +231,7 @@ class TokenStream:
     distinct prompts (so no prefix cache can serve one from another)."""
 
     def __init__(self, tokenizer, vocab_limit: int, seed: int = 0, min_tokens: int = 20_000):
-        from ..models.synthetic_text import corpus
+        from ..models import corpus
 
         rng = random.Random(seed)
         ids: list[int] = []
@@ -322,7 +329,7 @@ def measure_training(model, config: Config, stream: TokenStream, grid: MeasureGr
 def measure_generation(backend, stream: TokenStream, grid: MeasureGrid, adapter: str | None, bar) -> list[dict]:
     """Per (batch, prompt): prefill-only calls (1 new token) and full calls, the
     fastest of ``grid.repeats`` each; decode time is their difference."""
-    from ..inference.backend import GenerationRequest
+    from ..inference import GenerationRequest
 
     def run(batch: int, prompt: int, new: int) -> tuple[float, int]:
         requests = [GenerationRequest(tuple(stream.take(prompt)), 1, new, 0.0, adapter) for _ in range(batch)]
@@ -355,7 +362,7 @@ def measure_generation(backend, stream: TokenStream, grid: MeasureGrid, adapter:
 
 
 def measure_scoring(backend, stream: TokenStream, grid: MeasureGrid, adapter: str | None, bar) -> list[dict]:
-    from ..inference.backend import ScoreRequest
+    from ..inference import ScoreRequest
 
     def run(batch: int, prompt: int) -> float:
         requests = [

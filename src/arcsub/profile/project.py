@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..config import InferenceConfig
-from ..kernel.profiles import CompetitionProfile
+from ..kernel import CompetitionProfile
 from .cost_model import CostModel
 
 # Typical ARC sizes (arc1/evaluation, minimal codec, SmolLM2 tokenizer; docs/benchmarks.md):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_json, write_json_atomic
-from ..models.registry import CANDIDATES
+from ..models import CANDIDATES
 from .cost_model import FORMAT as PROFILE_FORMAT
 from .cost_model import ProfilingError, check_profile_json
 from .flops import datasheet_peak, step_arithmetic

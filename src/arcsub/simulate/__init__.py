@@ -18,18 +18,24 @@ have accepted the run. Two modes:
 No torch or vLLM here: the kernel subprocess does the heavy work.
 """
 
-from .runner import NO_NAMESPACE_ENV, namespace_support
-from .simulation import SimulationOptions, default_kernel, simulate
+from .runner import NO_NAMESPACE_ENV, Launch, Limits, namespace_support, run_kernel
+from .simulation import KERNEL_VARS, PROXY_VARS, SimulationOptions, default_kernel, simulate
 from .smoke import smoke_run
-from .tree import Layout, SimulationError
+from .tree import Layout, SimulationError, build_tree
 
 __all__ = [
+    "KERNEL_VARS",
     "NO_NAMESPACE_ENV",
+    "PROXY_VARS",
+    "Launch",
     "Layout",
+    "Limits",
     "SimulationError",
     "SimulationOptions",
+    "build_tree",
     "default_kernel",
     "namespace_support",
+    "run_kernel",
     "simulate",
     "smoke_run",
 ]

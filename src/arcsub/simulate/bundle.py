@@ -26,9 +26,8 @@ class BundleInputs:
 
 
 def bundle_inputs(bundle: Path, out: Path, *, echo, over_image: str | None = None) -> BundleInputs:
-    from ..bundle.manifest import KERNEL, MODEL, WHEELS, BuildError, read_manifest
-    from ..bundle.venv import base_venv, overlay_venv
-    from ..models.default import cache_root
+    from ..bundle import KERNEL, MODEL, WHEELS, BuildError, base_venv, overlay_venv, read_manifest
+    from ..models import cache_root
 
     try:
         manifest = read_manifest(bundle)
@@ -54,9 +53,7 @@ def bundle_inputs(bundle: Path, out: Path, *, echo, over_image: str | None = Non
 
 def replica_python(image_name: str, manifest: dict, dest: Path, *, echo) -> Path:
     """A fresh copy of the image replica for the bundle's target at ``dest``; its python."""
-    from ..bundle.build import repository_root
-    from ..bundle.image_list import image_list_path, read_image_list
-    from ..bundle.replica import copy_replica, ensure_replica
+    from ..bundle import copy_replica, ensure_replica, image_list_path, read_image_list, repository_root
 
     root = repository_root()
     image = read_image_list(image_list_path(image_name, root))

@@ -113,7 +113,7 @@ def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dic
     With a bundle, pip's settings from this machine go too (Kaggle has no find-links here)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
     if options.bundle is not None:
-        from ..bundle.venv import offline_pip_env
+        from ..bundle import offline_pip_env
 
         env = offline_pip_env(env)
         env.pop("PYTHONPATH", None)  # arcsub must come from the bundle's wheel, not from this checkout
@@ -235,7 +235,7 @@ def _launch(mode: str, layout: Layout, kernel: Path, env: dict, limits: Limits, 
 def simulate(options: SimulationOptions, *, echo=say) -> dict:
     """Run ``options.kernel`` as Kaggle would; returns the report also written to
     ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
-    from ..kernel.profiles import load_profile
+    from ..kernel import load_profile
     from ..models import resolve_model
 
     kernel = Path(options.kernel) if options.kernel else default_kernel()

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bundle.check import CheckError
+from ..bundle import CheckError
 from .simulation import SimulationOptions, simulate
 
 

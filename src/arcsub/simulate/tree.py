@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle.manifest import WHEELS_DATASET, is_wheels_dataset_file
+from ..bundle import WHEELS_DATASET, is_wheels_dataset_file
 from ..errors import ArcsubError
 from ..io import write_json_atomic
 from ..tasks import Task, tasks_to_challenges, tasks_to_solutions
