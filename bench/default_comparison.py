@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arcsub.models.default import resolve_model
+from arcsub.models import resolve_model
 from arcsub.models.pretrained import merge_adapter
 
 ARCSUB = [sys.executable, "-c", "import sys; from arcsub.cli import main; sys.exit(main())"]

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from arcsub.config import load_config
-from arcsub.models.default import resolve_model
+from arcsub.models import resolve_model
 from arcsub.models.loading import load_tokenizer
 from arcsub.prompts import PromptBuilder
 from arcsub.tasks import load_tasks
