@@ -18,6 +18,10 @@ builds its parser from two of these names on every command.
 
 from importlib import import_module
 
+# A name that is also one of this package's modules is bound here: importing the module
+# would otherwise set the package's attribute to the module, hiding the name from __getattr__.
+from .push import push
+
 # name -> the module of this package that defines it
 _WHERE = {
     "BuildOptions": "build",
@@ -40,7 +44,6 @@ _WHERE = {
     "is_wheels_dataset_file": "manifest",
     "read_manifest": "manifest",
     "check_over_image": "over_image",
-    "push": "push",
     "copy_replica": "replica",
     "ensure_replica": "replica",
     "base_venv": "venv",

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..errors import ArcsubError
 from ..io import read_json
-from ..kernel import INSTALL_PLAN
 
 DEFAULT_BUILD = Path("build") / "kaggle"
 MANIFEST = "bundle.json"
@@ -37,4 +36,6 @@ def read_manifest(build: Path) -> dict:
 def is_wheels_dataset_file(name: str) -> bool:
     """What the kernel reads from the wheels dataset: the wheels, and its install plan
     (``INSTALL_FILE`` in kernel/main.py: what to remove from the image first)."""
+    from ..kernel import INSTALL_PLAN  # here: reading a manifest (push, the CLI) needs no kernel
+
     return name.endswith(".whl") or name == INSTALL_PLAN
