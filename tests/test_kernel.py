@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from arcsub.competitions import CompetitionError, competition_names, load_competition
 from arcsub.config import KernelConfig
 from arcsub.errors import ArcsubError
 from arcsub.finetune import task_slice
-from arcsub.kernel import load_profile, profile_names
 from arcsub.kernel.inputs import TEST_FILE, find_inputs, is_placeholder
 from arcsub.kernel.plan import Budget, CostModel, InferenceAsk, LinearCost, plan_task
-from arcsub.kernel.profiles import ProfileError
 from arcsub.kernel.results import SubmissionBook
 from arcsub.submission import load_submission, validate_submission
 from arcsub.tasks import load_tasks, tasks_to_challenges
@@ -32,26 +31,26 @@ KERNEL = REPO / "kernel" / "main.py"
 
 
 def test_shipped_profiles_follow_their_machines():
-    assert {"arc-prize-2024", "arc-prize-2025", "arc-prize-2026-arc-agi-2", "local-cpu"} <= set(profile_names())
-    t4 = load_profile("arc-prize-2024")
+    assert {"arc-prize-2024", "arc-prize-2025", "arc-prize-2026-arc-agi-2", "local-cpu"} <= set(competition_names())
+    t4 = load_competition("arc-prize-2024")
     assert (t4.machine.worker_count, t4.machine.precision, t4.machine.serving_dtype) == (2, "fp16", "float16")
     assert t4.machine.shape == "NvidiaTeslaT4" and t4.hidden_tasks == 100
-    l4 = load_profile("arc-prize-2025")
+    l4 = load_competition("arc-prize-2025")
     assert (l4.machine.worker_count, l4.machine.precision, l4.hidden_tasks) == (4, "bf16", 240)
-    assert load_profile("arc-prize-2026-arc-agi-2").assumed  # its machine is not official
-    assert load_profile("local-cpu").machine.precision == "fp32"
+    assert load_competition("arc-prize-2026-arc-agi-2").assumed  # its machine is not official
+    assert load_competition("local-cpu").machine.precision == "fp32"
 
 
 def test_a_user_profile_is_added_and_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCSUB_PROFILES_DIR", str(tmp_path))
-    text = (REPO / "src/arcsub/kernel/profiles/arc-prize-2024.toml").read_text()
+    text = (REPO / "src/arcsub/competitions/arc-prize-2024.toml").read_text()
     (tmp_path / "my-t4.toml").write_text(text.replace('name = "arc-prize-2024"', 'name = "my-t4"'))
-    assert load_profile("my-t4").machine.gpus == 2
+    assert load_competition("my-t4").machine.gpus == 2
     (tmp_path / "broken.toml").write_text(text.replace("gpus = 2", "gpus = 2\ngpu_count = 2"))
-    with pytest.raises(ProfileError, match="broken.toml.*unknown key.*gpu_count"):
-        load_profile("broken")
-    with pytest.raises(ProfileError, match="unknown competition profile 'nope'"):
-        load_profile("nope")
+    with pytest.raises(CompetitionError, match="broken.toml.*unknown key.*gpu_count"):
+        load_competition("broken")
+    with pytest.raises(CompetitionError, match="unknown competition profile 'nope'"):
+        load_competition("nope")
 
 
 # ---------------------------------------------------------------- inputs
@@ -211,7 +210,7 @@ def test_gradient_checkpointing_is_turned_on_only_where_a_step_would_not_fit_a_t
     from arcsub.kernel.plan import checkpointing_needed
     from arcsub.models.registry import get_candidate
 
-    t4 = load_profile("arc-prize-2024")
+    t4 = load_competition("arc-prize-2024")
     config = Config()
     config.prompt.max_seq_len = tokens
     why = checkpointing_needed(get_candidate(model).config, config, t4.machine.gpu_memory_gb,

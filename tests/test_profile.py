@@ -16,7 +16,7 @@ import pytest
 
 from arcsub.cli.profile import register
 from arcsub.errors import ArcsubError
-from arcsub.kernel.profiles import load_profile
+from arcsub.competitions import load_competition
 from arcsub.profile import CostModel, ProfilingError, load_cost_model, plan_run
 from arcsub.profile.cost_model import Fit, fit_terms, term_value
 from arcsub.profile.measure import resolve_candidate
@@ -128,7 +128,7 @@ def flat_model(step_s=10.0, prediction_s=2.0, score_s=0.5, load_s=30.0, engine_s
 def test_projection_arithmetic_budget_margin_workers():
     from arcsub.config import InferenceConfig
 
-    profile = load_profile("arc-prize-2024")  # 100 tasks, 12 h, 30 min margin, 2 GPUs
+    profile = load_competition("arc-prize-2024")  # 100 tasks, 12 h, 30 min margin, 2 GPUs
     inference = InferenceConfig(max_candidates=2, score_augmentations=3)
     plan = plan_run(profile, flat_model(), prompt_tokens=(1000, 9000), train_share=0.5, inference=inference)
     assert plan.budget_s == 43200 - 1800
@@ -155,7 +155,7 @@ def test_projection_arithmetic_budget_margin_workers():
 
 def test_projection_refuses_bad_shares():
     with pytest.raises(ProfilingError, match="train-share"):
-        plan_run(load_profile("arc-prize-2024"), flat_model(), train_share=1.5)
+        plan_run(load_competition("arc-prize-2024"), flat_model(), train_share=1.5)
 
 
 def test_plan_from_measured_profile_prints_table_and_draws_png(measured, tmp_path, capsys):
@@ -355,7 +355,7 @@ def test_analytic_estimate_takes_its_step_overhead_from_a_fit_and_says_so():
 
 
 def test_packed_steps_buy_sequences_at_equal_time():
-    profile = load_profile("arc-prize-2024")
+    profile = load_competition("arc-prize-2024")
     plan = plan_run(profile, flat_model(step_s=10.0), prompt_tokens=(1000, 9000), tokens_per_step=4096)
     small, large = plan.stages
     assert small.packed.sequences_per_step == 4 and large.packed.sequences_per_step == 1  # at least one

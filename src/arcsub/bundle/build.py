@@ -164,7 +164,7 @@ def write_kernel(folder: Path, root: Path, meta: dict) -> None:
 def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = None) -> dict:
     """Write the bundle to ``options.out``; return its manifest (also ``out/bundle.json``)."""
     from ..console import say
-    from ..kernel import load_profile
+    from ..competitions import load_competition
     from .metadata import check_upload_folder, dataset_metadata, kernel_metadata
     from .secrets import refuse_secrets
     from .wheelset import get_target, requirements_path
@@ -178,7 +178,7 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
             f"{requirements_path(target, root)}: no pinned set for target {target.name}; "
             f"lock it first (arcsub bundle lock --target {target.name})"
         )
-    profile = load_profile(options.profile)
+    profile = load_competition(options.profile)
     owner = options.owner or kaggle_username()
     if owner is None:
         owner = PLACEHOLDER_OWNER

@@ -138,11 +138,11 @@ def cmd_fit(args) -> int:
 
 
 def _plans(models: list[str], args, cost_models=None):
-    from ..kernel import load_profile
+    from ..competitions import load_competition
     from ..profile import cost_model_for, plan_run, recorded_fits
 
     names = args.profile if isinstance(args.profile, list) else [args.profile]
-    profiles = [load_profile(name) for name in dict.fromkeys(names)]
+    profiles = [load_competition(name) for name in dict.fromkeys(names)]
     config = _inference_config(args.config)
     prompt_tokens = _ints(args.prompt_tokens, "--prompt-tokens")
     tokens_per_step = _tokens_per_step(args, config)
@@ -234,21 +234,21 @@ def cmd_compare(args) -> int:
 
 
 def _plan_options(p, *, model: bool) -> None:
-    from ..kernel import DEFAULT_PROFILE
+    from ..competitions import DEFAULT_COMPETITION
 
     if model:
         p.add_argument(
             "--profile",
-            default=DEFAULT_PROFILE,
-            help=f"competition profile name or TOML file (default {DEFAULT_PROFILE})",
+            default=DEFAULT_COMPETITION,
+            help=f"competition profile name or TOML file (default {DEFAULT_COMPETITION})",
         )
     else:
         p.add_argument(
             "--profile",
             action="append",
-            help=f"competition profile name or TOML file; repeat for several (default {DEFAULT_PROFILE})",
+            help=f"competition profile name or TOML file; repeat for several (default {DEFAULT_COMPETITION})",
         )
-        p.set_defaults(profile_default=DEFAULT_PROFILE)
+        p.set_defaults(profile_default=DEFAULT_COMPETITION)
     if model:
         p.add_argument(
             "--from", dest="from_", metavar="PROFILE_JSON", help="a profile.json from `arcsub profile measure`"

@@ -42,10 +42,10 @@ def task_budget(model: str, *, per_task_s: float | None, profile: str | None, lo
         return TaskBudget(per_task_s, None, f"--budget-per-task {per_task_s:g}")
     if profile is None:
         return TaskBudget(DEFAULT_TASK_S, None, f"default {DEFAULT_TASK_S:g} s (pass --budget-per-task or --profile)")
-    from ..kernel import load_profile
+    from ..competitions import load_competition
     from ..profile import cost_model_for, plan_run
 
-    competition = load_profile(profile)
+    competition = load_competition(profile)
     plan = plan_run(competition, cost_model_for(model, competition, lora_rank=lora_rank))
     if plan.task_s <= 0:
         raise EvaluationError(f"profile {competition.name}: start-up alone exceeds the budget; no time per task")

@@ -183,7 +183,7 @@ def collect(tasks: list[Task], layout) -> dict[str, dict]:
 def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     """Run (or resume) the evaluation; returns what ``OUT/evaluation.json`` holds."""
     from ..config import load_config
-    from ..kernel import load_profile
+    from ..competitions import load_competition
     from ..leakage import guard_evaluation
     from ..models import resolve_model
     from ..simulate import Layout, build_tree
@@ -193,7 +193,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     model_dir = resolve_model(options.model)
     overlap = guard_evaluation(tasks, model_dir, allow_overlap=options.allow_overlap)
     config = load_config(options.config)
-    machine = load_profile(options.machine)
+    machine = load_competition(options.machine)
     if options.workers is not None and options.workers < 1:
         raise EvaluationError(f"--workers {options.workers}: pass at least 1")
     budget: TaskBudget = task_budget(

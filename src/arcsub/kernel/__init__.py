@@ -1,10 +1,9 @@
-"""The Kaggle kernel's run: competition profiles, budget plan, one worker per GPU,
+"""The Kaggle kernel's run: budget plan, one worker per GPU,
 results merged into an always-valid ``submission.json``, and the run report.
 
 The public entry
   ``kernel_main(input_root, working_root, temp_root)``  what ``kernel/main.py`` calls
   ``run_kernel(...)``  the run itself (``run.py``); returns the report
-  ``load_profile(name)`` / ``profile_names()``  competition profiles (``profiles.py``)
 
 The pieces: ``inputs.py`` (what is under the input root, placeholder or hidden set),
 ``plan.py`` (deadline, slices, what a slice buys), ``supervisor.py`` (workers, faults,
@@ -13,19 +12,13 @@ merging), ``worker.py`` (one per GPU: engine, fine-tuning, inference per task),
 """
 
 from .inputs import INSTALL_PLAN
-from .profiles import DEFAULT_PROFILE, CompetitionProfile, ProfileError, load_profile, profile_names
 from .run import KernelError, kernel_main, run_kernel
 from .stack import engine_environment
 
 __all__ = [
-    "DEFAULT_PROFILE",
     "INSTALL_PLAN",
-    "CompetitionProfile",
     "KernelError",
-    "ProfileError",
     "engine_environment",
     "kernel_main",
-    "load_profile",
-    "profile_names",
     "run_kernel",
 ]

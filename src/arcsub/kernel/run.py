@@ -35,7 +35,7 @@ from ..models import read_config
 from ..tasks import load_tasks, smallest_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget, checkpointing_needed
-from .profiles import DEFAULT_PROFILE, CompetitionProfile, load_profile, profile_for_slug
+from ..competitions import DEFAULT_COMPETITION, Competition, load_competition, competition_for_slug
 from .report import build_report, write_failure_report, write_report
 from .results import SubmissionBook
 from .spec import WorkerSpec
@@ -61,17 +61,17 @@ class KernelError(ArcsubError):
     pass
 
 
-def choose_profile(environ: Mapping[str, str], competition_dir: Path) -> CompetitionProfile:
+def choose_profile(environ: Mapping[str, str], competition_dir: Path) -> Competition:
     if environ.get("ARCSUB_PROFILE"):
-        return load_profile(environ["ARCSUB_PROFILE"])
+        return load_competition(environ["ARCSUB_PROFILE"])
     for folder in (competition_dir, *competition_dir.parents):
-        found = profile_for_slug(folder.name)
+        found = competition_for_slug(folder.name)
         if found is not None:
             return found
-    return load_profile(DEFAULT_PROFILE)
+    return load_competition(DEFAULT_COMPETITION)
 
 
-def fit_to_machine(config: Config, profile: CompetitionProfile) -> Config:
+def fit_to_machine(config: Config, profile: Competition) -> Config:
     """The settings the profile's machine decides: the engine's memory share beside
     training, eager mode on small cards (CUDA graphs cost memory), one task per call."""
     machine = profile.machine
@@ -95,7 +95,7 @@ def on_the_cpu(config: Config) -> Config:
     return dataclasses.replace(config, inference=dataclasses.replace(config.inference, backend="transformers"))
 
 
-def with_checkpointing_if_needed(config: Config, profile: CompetitionProfile, model_dir: Path) -> Config:
+def with_checkpointing_if_needed(config: Config, profile: Competition, model_dir: Path) -> Config:
     """Gradient checkpointing on when the longest training step would not fit beside the
     engine's share of a GPU (``plan.checkpointing_needed``); said in one line."""
     machine = profile.machine
@@ -134,7 +134,7 @@ class Placement:
 
 
 def place_workers(
-    profile: CompetitionProfile,
+    profile: Competition,
     config: Config,
     mode: str,
     workers: int,

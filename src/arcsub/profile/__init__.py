@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..kernel import CompetitionProfile
+from ..competitions import Competition
 from .analytic import analytic_cost_model
 from .cost_model import CostModel, ProfilingError, cost_model_from_dict, load_cost_model, load_profile_json
 from .measure import MeasureGrid, check_measurable, measure_profile, model_config
@@ -38,7 +38,7 @@ from .step_fit import StepCostFit, fit_measured, record_fit, recorded_fits, writ
 
 def cost_model_for(
     model: str | os.PathLike,
-    profile: CompetitionProfile,
+    profile: Competition,
     *,
     lora_rank: int = 32,
     plan_tokens: int = 4096,

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..config import InferenceConfig
-from ..kernel import CompetitionProfile
+from ..competitions import Competition
 from .cost_model import CostModel
 
 # Typical ARC sizes (arc1/evaluation, minimal codec, SmolLM2 tokenizer; docs/benchmarks.md):
@@ -95,7 +95,7 @@ class StagePlan:
 
 @dataclass
 class RunPlan:
-    profile: CompetitionProfile
+    profile: Competition
     model: CostModel
     budget_s: float
     workers: int
@@ -113,7 +113,7 @@ class RunPlan:
 
 
 def plan_run(
-    profile: CompetitionProfile,
+    profile: Competition,
     model: CostModel,
     *,
     tasks: int | None = None,

@@ -28,7 +28,7 @@ from .runner import (
 )
 from .tree import Layout, SimulationError, build_tree, clear_out
 
-DEFAULT_PROFILE = "local-cpu"
+DEFAULT_SIMULATED_COMPETITION = "local-cpu"
 DEFAULT_DATA = "arc1/evaluation"
 DEFAULT_SMALLEST = 5  # with the default data only
 MOUNTPOINT = Path("/kaggle")
@@ -67,7 +67,7 @@ class SimulationOptions:
     wheels: Path | None = None
     bundle: Path | None = None  # a built cpu-target bundle: its kernel, model, wheels and offline install
     over_image: str | None = None  # with bundle: the kernel's Python is a replica of this image (images/<name>.txt)
-    profile: str = DEFAULT_PROFILE
+    profile: str = DEFAULT_SIMULATED_COMPETITION
     budget_s: float | None = None  # None: the profile's
     ram_gb: float | None = None
     disk_gb: float | None = None
@@ -235,14 +235,14 @@ def _launch(mode: str, layout: Layout, kernel: Path, env: dict, limits: Limits, 
 def simulate(options: SimulationOptions, *, echo=say) -> dict:
     """Run ``options.kernel`` as Kaggle would; returns the report also written to
     ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
-    from ..kernel import load_profile
+    from ..competitions import load_competition
     from ..models import resolve_model
 
     kernel = Path(options.kernel) if options.kernel else default_kernel()
     if not kernel.is_file():
         raise SimulationError(f"{kernel}: kernel script not found; pass --kernel FILE")
     kernel = kernel.resolve()
-    profile = load_profile(options.profile)
+    profile = load_competition(options.profile)
     source, tasks = select_tasks(options)
     _check_options(options, tasks)
     limits = Limits(

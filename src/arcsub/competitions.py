@@ -3,7 +3,7 @@
 Each profile is a TOML file: the competition (slug, hidden task count, time limit,
 working disk) and its machine (GPUs, memory, precision, RAM, CPUs), plus two planning
 values (safety margin, vLLM's share of each GPU). The shipped ones live beside this
-module in ``profiles/``; a user adds or overrides one by dropping a file of the same
+module in ``competitions/``; a user adds or overrides one by dropping a file of the same
 shape into ``$ARCSUB_PROFILES_DIR`` (default ``~/.config/arcsub/profiles``). Facts not
 officially confirmed are listed in ``assumed``, and every report repeats them.
 """
@@ -15,14 +15,14 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArcsubError
-from ..io import read_toml
+from .errors import ArcsubError
+from .io import read_toml
 
-SHIPPED_DIR = Path(__file__).with_name("profiles")
-DEFAULT_PROFILE = "arc-prize-2024"
+SHIPPED_DIR = Path(__file__).with_name("competitions")
+DEFAULT_COMPETITION = "arc-prize-2024"
 
 
-class ProfileError(ArcsubError):
+class CompetitionError(ArcsubError):
     pass
 
 
@@ -65,7 +65,7 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class CompetitionProfile:
+class Competition:
     name: str
     slug: str  # the competition's Kaggle slug (its input folder)
     description: str
@@ -90,50 +90,50 @@ class CompetitionProfile:
         return text
 
 
-def user_profiles_dir() -> Path:
+def user_competitions_dir() -> Path:
     return Path(os.environ.get("ARCSUB_PROFILES_DIR") or Path.home() / ".config" / "arcsub" / "profiles")
 
 
-def _profile_files() -> dict[str, Path]:
+def _competition_files() -> dict[str, Path]:
     """name -> file; a user's file overrides a shipped one of the same name."""
     files = {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.toml"))}
-    user = user_profiles_dir()
+    user = user_competitions_dir()
     if user.is_dir():
         files.update({p.stem: p for p in sorted(user.glob("*.toml"))})
     return files
 
 
-def profile_names() -> list[str]:
-    return sorted(_profile_files())
+def competition_names() -> list[str]:
+    return sorted(_competition_files())
 
 
 def _section(cls, values: Any, where: str):
     if not isinstance(values, dict):
-        raise ProfileError(f"{where}: expected a table")
+        raise CompetitionError(f"{where}: expected a table")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise CompetitionError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     required = [n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
     missing = sorted(n for n in required if n not in values and n not in ("machine", "plan"))
     if missing:
-        raise ProfileError(f"{where}: missing key(s) {', '.join(missing)}")
+        raise CompetitionError(f"{where}: missing key(s) {', '.join(missing)}")
     return values
 
 
-def read_profile(path: str | Path) -> CompetitionProfile:
+def read_competition(path: str | Path) -> Competition:
     """One profile file, checked: unknown or missing keys name the file and the key."""
     path = Path(path)
-    values = read_toml(path, ProfileError, missing="profile file not found")
-    values = dict(_section(CompetitionProfile, values, str(path)))
+    values = read_toml(path, CompetitionError, missing="profile file not found")
+    values = dict(_section(Competition, values, str(path)))
     try:
         machine = Machine(**_section(Machine, values.pop("machine"), f"{path}: [machine]"))
         plan = Plan(**_section(Plan, values.pop("plan"), f"{path}: [plan]"))
-        profile = CompetitionProfile(
+        profile = Competition(
             machine=machine, plan=plan, assumed=tuple(values.pop("assumed", ())), source=str(path), **values
         )
     except TypeError as exc:
-        raise ProfileError(f"{path}: {exc}") from None
+        raise CompetitionError(f"{path}: {exc}") from None
     problems = []
     if machine.accelerator not in ("cuda", "cpu"):
         problems.append(f"machine.accelerator = {machine.accelerator!r}; use cuda or cpu")
@@ -144,26 +144,26 @@ def read_profile(path: str | Path) -> CompetitionProfile:
     if machine.accelerator == "cuda" and not 0 < plan.vllm_memory_share < 1:
         problems.append("plan.vllm_memory_share must be in (0, 1) on a cuda machine")
     if problems:
-        raise ProfileError(f"{path}: " + "; ".join(problems))
+        raise CompetitionError(f"{path}: " + "; ".join(problems))
     return profile
 
 
-def load_profile(name_or_path: str | None = None) -> CompetitionProfile:
+def load_competition(name_or_path: str | None = None) -> Competition:
     """A profile by name (shipped or the user's), or a path to a TOML file."""
-    name = name_or_path or DEFAULT_PROFILE
+    name = name_or_path or DEFAULT_COMPETITION
     if name.endswith(".toml") or os.sep in name:
-        return read_profile(name)
-    files = _profile_files()
+        return read_competition(name)
+    files = _competition_files()
     if name not in files:
-        raise ProfileError(
+        raise CompetitionError(
             f"unknown competition profile {name!r}; known: {', '.join(sorted(files))} "
-            f"(add one as a TOML file in {user_profiles_dir()})"
+            f"(add one as a TOML file in {user_competitions_dir()})"
         )
-    return read_profile(files[name])
+    return read_competition(files[name])
 
 
-def profile_for_slug(slug: str) -> CompetitionProfile | None:
+def competition_for_slug(slug: str) -> Competition | None:
     """The shipped or user profile for a competition slug (a GPU machine's first)."""
-    matches = [load_profile(n) for n in profile_names()]
+    matches = [load_competition(n) for n in competition_names()]
     matches = [p for p in matches if p.slug == slug and p.machine.accelerator == "cuda"]
     return matches[0] if matches else None
