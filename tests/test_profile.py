@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from arcsub.cli.profile import register
-from arcsub.errors import ArcsubError
 from arcsub.competitions import load_competition
+from arcsub.errors import ArcsubError
 from arcsub.profile import CostModel, ProfilingError, load_cost_model, plan_run
 from arcsub.profile.cost_model import Fit, fit_terms, term_value
 from arcsub.profile.measure import resolve_candidate

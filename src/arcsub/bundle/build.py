@@ -163,8 +163,8 @@ def write_kernel(folder: Path, root: Path, meta: dict) -> None:
 # ---------------------------------------------------------------- the build
 def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = None) -> dict:
     """Write the bundle to ``options.out``; return its manifest (also ``out/bundle.json``)."""
-    from ..console import say
     from ..competitions import load_competition
+    from ..console import say
     from .metadata import check_upload_folder, dataset_metadata, kernel_metadata
     from .secrets import refuse_secrets
     from .wheelset import get_target, requirements_path

@@ -182,8 +182,8 @@ def collect(tasks: list[Task], layout) -> dict[str, dict]:
 
 def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     """Run (or resume) the evaluation; returns what ``OUT/evaluation.json`` holds."""
-    from ..config import load_config
     from ..competitions import load_competition
+    from ..config import load_config
     from ..leakage import guard_evaluation
     from ..models import resolve_model
     from ..simulate import Layout, build_tree

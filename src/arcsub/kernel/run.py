@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..competitions import DEFAULT_COMPETITION, Competition, competition_for_slug, load_competition
 from ..config import Config, load_config, save_config
 from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
 from ..errors import ArcsubError
@@ -35,7 +36,6 @@ from ..models import read_config
 from ..tasks import load_tasks, smallest_tasks
 from .inputs import find_inputs, is_placeholder
 from .plan import Budget, checkpointing_needed
-from ..competitions import DEFAULT_COMPETITION, Competition, load_competition, competition_for_slug
 from .report import build_report, write_failure_report, write_report
 from .results import SubmissionBook
 from .spec import WorkerSpec

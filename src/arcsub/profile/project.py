@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..config import InferenceConfig
 from ..competitions import Competition
+from ..config import InferenceConfig
 from .cost_model import CostModel
 
 # Typical ARC sizes (arc1/evaluation, minimal codec, SmolLM2 tokenizer; docs/benchmarks.md):
