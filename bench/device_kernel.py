@@ -92,7 +92,9 @@ def build_tree(inputs: Path, root: Path) -> Path:
 def run(inputs: Path, out: Path, budget: float, profile: str) -> int:
     root = build_tree(inputs, Path("/tmp/arcsub-device-kaggle"))
     working = out / "working"
-    env = dict(os.environ, ARCSUB_PROFILE=profile, ARCSUB_BUDGET_S=str(budget), KAGGLE_IS_COMPETITION_RERUN="1")
+    # the run request (arcsub.kernel.RunRequest) written plainly: this script runs without arcsub importable
+    (root / "input" / "arcsub-run.json").write_text(json.dumps({"competition": profile, "budget_s": budget}))
+    env = dict(os.environ, KAGGLE_IS_COMPETITION_RERUN="1")
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     started = time.time()
     done = subprocess.run(

@@ -7,7 +7,9 @@
        that break the set removed (``arcsub-install.json`` beside the wheels), then
        ``pip install --no-index --no-deps`` of every wheel;
     3. ``arcsub.kernel``: the rule-based fallback, the budget plan, test-time
-       fine-tuning and inference per task, results merged as they arrive, the report.
+       fine-tuning and inference per task, results merged as they arrive, the report;
+       or, when the settings ask for it (``kernel.profile_machine``), the profiler's
+       mode (``arcsub.profile``), which measures the machine instead.
 
 Inputs are found under the input root whatever Kaggle's layout (``<slug>``,
 ``competitions/<slug>``, ``datasets/<owner>/<slug>``, ``models/...``). The roots are
@@ -306,7 +308,10 @@ def main(argv=None) -> int:
     try:
         first_submission(test_file, working_root)
         ensure_arcsub(input_root, working_root)
-        from arcsub.kernel import kernel_main
+        from arcsub.kernel import kernel_main, profile_mode_requested
+
+        if profile_mode_requested(input_root):  # kernel.profile_machine: the profiler measures the machine
+            from arcsub.profile import profile_kernel_main as kernel_main
 
         code = kernel_main(str(input_root), str(working_root), args.temp_root, started=STARTED)
     except InstallError as exc:

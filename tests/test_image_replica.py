@@ -369,6 +369,6 @@ def test_a_bundle_run_never_sees_this_checkout_through_pythonpath(tmp_path, monk
     from arcsub.simulate.simulation import kernel_env
 
     monkeypatch.setenv("PYTHONPATH", str(repository_root() / "src"))
-    with_bundle = kernel_env(SimulationOptions(out=tmp_path, bundle=tmp_path / "build"), "local-cpu", 60)
+    with_bundle = kernel_env(SimulationOptions(out=tmp_path, bundle=tmp_path / "build"))
     assert "PYTHONPATH" not in with_bundle and with_bundle["PIP_NO_INDEX"] == "1"
-    assert kernel_env(SimulationOptions(out=tmp_path), "local-cpu", 60)["PYTHONPATH"].endswith("src")
+    assert kernel_env(SimulationOptions(out=tmp_path))["PYTHONPATH"].endswith("src")

@@ -17,7 +17,15 @@ from arcsub.competitions import CompetitionError, competition_names, load_compet
 from arcsub.config import KernelConfig
 from arcsub.errors import ArcsubError
 from arcsub.finetune import task_slice
-from arcsub.kernel.inputs import TEST_FILE, find_inputs, is_placeholder
+from arcsub.kernel.inputs import (
+    RUN_REQUEST_FILE,
+    TEST_FILE,
+    RunRequest,
+    RunRequestError,
+    find_inputs,
+    is_placeholder,
+    read_run_request,
+)
 from arcsub.kernel.plan import Budget, CostModel, InferenceAsk, LinearCost, plan_task
 from arcsub.kernel.results import SubmissionBook
 from arcsub.submission import load_submission, validate_submission
@@ -77,6 +85,28 @@ def test_inputs_are_found_in_old_and_new_layouts(tmp_path, eval_tasks, layout):
 def test_missing_competition_is_one_clear_error(tmp_path):
     with pytest.raises(ArcsubError, match="no arc-agi_test_challenges.json"):
         find_inputs(tmp_path)
+
+
+def test_the_run_request_is_found_read_back_and_checked_by_field(tmp_path, eval_tasks):
+    write_competition(tmp_path / "arc-prize-2024", eval_tasks[:2])
+    assert find_inputs(tmp_path).run_request is None and read_run_request(None) == RunRequest()
+    asked = RunRequest(competition="local-cpu", budget_s=12.5, task_s=3, workers=2)
+    path = asked.write(tmp_path / RUN_REQUEST_FILE)
+    assert find_inputs(tmp_path).run_request == path and read_run_request(path) == asked
+    path.write_text('{"budget": 30}')
+    with pytest.raises(
+        RunRequestError, match=r"arcsub-run.json: unknown field\(s\) budget; known: competition, budget_s"
+    ):
+        read_run_request(path)
+    path.write_text('{"budget_s": "30"}')
+    with pytest.raises(RunRequestError, match="arcsub-run.json: budget_s = '30'; expected a positive number"):
+        read_run_request(path)
+    path.write_text('{"workers": 0}')
+    with pytest.raises(RunRequestError, match="arcsub-run.json: workers = 0; expected a whole number"):
+        read_run_request(path)
+    path.write_text("[1]")
+    with pytest.raises(RunRequestError, match="arcsub-run.json: expected a JSON object"):
+        read_run_request(path)
 
 
 def test_placeholder_is_the_public_file_unless_kaggle_says_rerun(tmp_path, eval_tasks):
@@ -275,9 +305,14 @@ def kaggle_inputs(tmp_path_factory, tiny_llama_path, eval_tasks):
     return root, tasks
 
 
-def run_kernel_script(root: Path, working: Path, budget: int, **env) -> subprocess.CompletedProcess:
+def run_kernel_script(
+    root: Path, working: Path, budget: int, *, competition: str = "local-cpu", workers: int | None = None, **env
+) -> subprocess.CompletedProcess:
+    """kernel/main.py on ``root/input``, asked (arcsub-run.json) for ``competition``'s
+    machine, ``budget`` seconds and ``workers``."""
+    RunRequest(competition=competition, budget_s=budget, workers=workers).write(root / "input" / RUN_REQUEST_FILE)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ARCSUB_", "KAGGLE_"))}
-    environ |= {"ARCSUB_PROFILE": "local-cpu", "ARCSUB_BUDGET_S": str(budget), "KAGGLE_IS_COMPETITION_RERUN": "1"}
+    environ |= {"KAGGLE_IS_COMPETITION_RERUN": "1"}
     environ |= env
     args = ["--input-root", root / "input", "--working-root", working, "--temp-root", working.parent / "temp"]
     return subprocess.run(
@@ -439,7 +474,7 @@ def test_gpus_the_torch_cannot_use_cost_a_rerun_nothing_but_fail_the_smoke_run(k
     root, tasks = kaggle_inputs
     working = tmp_path / "working"
     path = fake_t4(tmp_path)
-    done = run_kernel_script(root, working, budget=90, ARCSUB_PROFILE="arc-prize-2024", PATH=path)
+    done = run_kernel_script(root, working, budget=90, competition="arc-prize-2024", PATH=path)
     # The scoring rerun goes on with CPU workers (smallest tasks first) and exits 0; the
     # reason is the report's first line.
     assert done.returncode == 0, done.stderr[-3000:]
@@ -458,7 +493,7 @@ def test_gpus_the_torch_cannot_use_cost_a_rerun_nothing_but_fail_the_smoke_run(k
     smoke = tmp_path / "smoke"
     try:
         done = run_kernel_script(
-            root, smoke, budget=60, ARCSUB_PROFILE="arc-prize-2024", PATH=path, KAGGLE_IS_COMPETITION_RERUN=""
+            root, smoke, budget=60, competition="arc-prize-2024", PATH=path, KAGGLE_IS_COMPETITION_RERUN=""
         )
     finally:
         evaluation.unlink()
@@ -485,7 +520,7 @@ def test_a_task_whose_worker_hangs_keeps_the_votes_it_left_on_disk(kaggle_inputs
     hung = max(tasks, key=lambda t: (t.cells, t.id)).id  # the first assigned: longest first
     working = tmp_path / "working"
     with settings_with(root, "kernel", "grace_s = 1.0"), settings_with(root, "inference", "scoring = false"):
-        done = run_kernel_script(root, working, budget=45, ARCSUB_WORKERS="1", ARCSUB_FAULT_STALL_TASK=hung)
+        done = run_kernel_script(root, working, budget=45, workers=1, ARCSUB_FAULT_STALL_TASK=hung)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((working / "report.json").read_text())
     assert any(f["task"] == hung and "past its task's deadline" in f["what"] for f in report["faults"])
@@ -540,7 +575,7 @@ def test_an_engine_that_fails_in_a_task_hands_its_adapter_and_plan_to_transforme
     root, tasks = kaggle_inputs
     failing = max(tasks, key=lambda t: (t.cells, t.id)).id  # the first assigned: longest first
     working = tmp_path / "working"
-    done = run_kernel_script(root, working, budget=90, ARCSUB_WORKERS="1", ARCSUB_FAULT_FAIL_ENGINE=failing)
+    done = run_kernel_script(root, working, budget=90, workers=1, ARCSUB_FAULT_FAIL_ENGINE=failing)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((working / "report.json").read_text())
     first, second = report["workers"]

@@ -87,12 +87,8 @@ def test_a_valid_submission_is_scored_and_the_kernel_never_sees_solutions(run, m
     assert "dummy kernel: 2 tasks" in log and "a line on stderr" in log
 
     seen = read(working / "seen.json")
-    assert seen["env"] == {
-        "ARCSUB_PROFILE": "local-cpu",
-        "ARCSUB_BUDGET_S": "30",
-        "KAGGLE_IS_COMPETITION_RERUN": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    assert seen["env"] == {"KAGGLE_IS_COMPETITION_RERUN": "1", "PYTHONUNBUFFERED": "1"}
+    assert seen["run_request"] == {"competition": "local-cpu", "budget_s": 30}
     assert seen["proxies"] == []
     assert "competitions/arc-prize-2024/arc-agi_test_challenges.json" in seen["inputs"]
     assert "arcsub-model/config.json" in seen["inputs"]
@@ -211,17 +207,16 @@ def test_the_kernel_gets_the_options_it_was_given(run, monkeypatch):
         "valid.py", "fallback", placeholder=True, workers=3, fail_task=first, nan_loss=second, budget_s=12.5
     )
 
-    assert read(working / "seen.json")["env"] == {
-        "ARCSUB_PROFILE": "local-cpu",
-        "ARCSUB_BUDGET_S": "12.5",
-        "ARCSUB_WORKERS": "3",
+    seen = read(working / "seen.json")
+    assert seen["env"] == {
         "ARCSUB_FAULT_FAIL_TASK": first,
         "ARCSUB_FAULT_NAN_LOSS": second,
         "PYTHONUNBUFFERED": "1",
     }
+    assert seen["run_request"] == {"competition": "local-cpu", "budget_s": 12.5, "workers": 3}
     # a placeholder run has the public evaluation file beside the test file, as on Kaggle:
     # that is how the kernel tells it from the scoring rerun
-    assert "competitions/arc-prize-2024/arc-agi_evaluation_challenges.json" in read(working / "seen.json")["inputs"]
+    assert "competitions/arc-prize-2024/arc-agi_evaluation_challenges.json" in seen["inputs"]
 
 
 def test_the_environment_variable_forces_the_fallback(tmp_path, fake_model, monkeypatch):

@@ -1,5 +1,5 @@
 """Writes a valid submission (the answers from $DUMMY_ANSWERS for the first task when
-set: a known score), a report, and what it saw: environment, input tree, cwd."""
+set: a known score), a report, and what it saw: environment, run request, input tree, cwd."""
 
 import json
 import os
@@ -21,6 +21,7 @@ print("a line on stderr", file=sys.stderr)
 write_json(working / "submission.json", submission)
 seen = {
     "env": {k: v for k, v in os.environ.items() if k.startswith(("ARCSUB_", "KAGGLE_", "PYTHONUNBUFFERED"))},
+    "run_request": json.loads(request.read_text()) if (request := input_root / "arcsub-run.json").is_file() else None,
     "proxies": sorted(k for k in os.environ if k.lower().endswith("_proxy")),
     "inputs": sorted(str(p.relative_to(input_root)) for p in input_root.rglob("*")),
     "cwd": os.getcwd(),

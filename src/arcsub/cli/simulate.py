@@ -91,7 +91,7 @@ def register(sub) -> None:
     p.add_argument("--budget", type=float, help="wall-clock limit in seconds (default: the profile's)")
     p.add_argument("--ram-gb", type=float, help="memory limit of the kernel's processes (default: the profile's)")
     p.add_argument("--disk-gb", type=float, help="size of the working folder (default: the profile's)")
-    p.add_argument("--workers", type=int, help="ARCSUB_WORKERS for the kernel")
+    p.add_argument("--workers", type=int, help="worker processes for the kernel (default: the profile's)")
     p.add_argument(
         "--placeholder",
         action="store_true",

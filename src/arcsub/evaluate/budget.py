@@ -58,6 +58,6 @@ def task_budget(model: str, *, per_task_s: float | None, profile: str | None, lo
 
 def kernel_budget_s(per_task_s: float, tasks: int, safety_margin_s: float) -> float:
     """The kernel's whole budget: room for every task one after another, start-ups and
-    the margin. Generous on purpose: the slices are fixed per task (``ARCSUB_TASK_S``)
+    the margin. Generous on purpose: the slices are fixed per task (the run request's ``task_s``)
     and the kernel ends when its last task does, so unused room costs nothing."""
     return safety_margin_s + STARTUP_ALLOWANCE_S + per_task_s * tasks

@@ -121,19 +121,12 @@ def check_state(out: Path, state: dict, restart: bool) -> bool:
     return False
 
 
-def kernel_environment(machine: str, budget_s: float, per_task_s: float, workers: int | None) -> dict[str, str]:
+def kernel_environment() -> dict[str, str]:
+    """This environment without proxies and stale settings, plus Kaggle's signal."""
     from ..simulate import KERNEL_VARS, PROXY_VARS
 
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
-    env.update(
-        ARCSUB_PROFILE=machine,
-        ARCSUB_BUDGET_S=f"{budget_s:g}",
-        ARCSUB_TASK_S=f"{per_task_s:g}",
-        KAGGLE_IS_COMPETITION_RERUN="1",  # the full path on every task, not the smoke run
-        PYTHONUNBUFFERED="1",
-    )
-    if workers is not None:
-        env["ARCSUB_WORKERS"] = str(workers)
+    env.update(KAGGLE_IS_COMPETITION_RERUN="1", PYTHONUNBUFFERED="1")  # the full path on every task, not the smoke run
     return env
 
 
@@ -184,6 +177,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     """Run (or resume) the evaluation; returns what ``OUT/evaluation.json`` holds."""
     from ..competitions import load_competition
     from ..config import load_config
+    from ..kernel import RUN_REQUEST_FILE, RunRequest
     from ..leakage import guard_evaluation
     from ..models import resolve_model
     from ..simulate import Layout, build_tree
@@ -226,10 +220,13 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
         say(f"--allow-overlap: the model was trained on {len(overlap)} of these tasks; their scores measure memory")
     say(f"kernel output: {layout.kernel_log}")
     started = time.time()
-    record, env = None, {}
+    record, request = None, None
     if todo > 0:
         kernel_s = kernel_budget_s(budget.per_task_s, todo, machine.plan.safety_margin_s)
-        env = kernel_environment(machine.name, kernel_s, budget.per_task_s, options.workers)
+        request = RunRequest(competition=machine.name, budget_s=kernel_s, task_s=budget.per_task_s,
+                             workers=options.workers)  # fmt: skip
+        request.write(layout.input / RUN_REQUEST_FILE)
+        env = kernel_environment()
         record = run_kernel_on(layout, todo, env, kernel_s + 60, int(machine.machine.ram_gb * 2**30), progress)
         if record.exit_code != 0:
             say(f"the kernel exited with {record.exit_code}: unfinished tasks are scored on the fallback; "
@@ -242,7 +239,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
         "data": {"source": options.data, "tasks": len(tasks), "test_outputs": sum(len(t.test) for t in tasks)},
         "budget": {
             **budget.to_dict(),
-            "kernel_budget_s": float(env["ARCSUB_BUDGET_S"]) if env else None,
+            "kernel_budget_s": request.budget_s if request else None,
             "workers": workers,
             "machine": machine_line(machine),
         },

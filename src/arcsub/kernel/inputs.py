@@ -6,21 +6,28 @@ Kaggle has mounted inputs as ``/kaggle/input/<slug>`` (older images) and as
 than guess one, the kernel walks the root a few levels deep and recognises each input
 by its contents: the competition by its test challenges file, the model by a
 ``config.json`` beside weights, the settings by ``arcsub.toml``, the wheels by an
-``arcsub-*.whl``.
+``arcsub-*.whl``, and the run request by ``arcsub-run.json``.
+
+The run request (:class:`RunRequest`) is how ``arcsub simulate`` and ``arcsub evaluate``
+tell the kernel what run they want: the competition profile, the budget, the seconds
+per task, the workers. On Kaggle there is none, and the kernel decides from the
+competition it finds; the environment carries only Kaggle's own signals.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import ArcsubError
+from ..io import write_json_atomic
 
 TEST_FILE = "arc-agi_test_challenges.json"
 EVALUATION_FILE = "arc-agi_evaluation_challenges.json"
 CONFIG_FILE = "arcsub.toml"
+RUN_REQUEST_FILE = "arcsub-run.json"
 # Beside the wheels: what kernel/main.py removes from the image before installing them
 # (its INSTALL_FILE; that file cannot import this one, it runs before arcsub exists).
 INSTALL_PLAN = "arcsub-install.json"
@@ -32,12 +39,76 @@ class InputsNotFoundError(ArcsubError):
     pass
 
 
+class RunRequestError(ArcsubError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the simulator or ``arcsub evaluate`` asks of the kernel (``arcsub-run.json``);
+    each value left out (None) is the competition profile's."""
+
+    competition: str | None = None  # a competition profile's name or TOML file
+    budget_s: float | None = None  # the time limit instead of the profile's
+    task_s: float | None = None  # arcsub evaluate: the seconds each task gets on average
+    workers: int | None = None  # worker processes instead of the profile's
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem:
+            raise RunRequestError(problem)
+
+    def problem(self) -> str | None:
+        """What is wrong, naming the field (None: nothing)."""
+        if self.competition is not None and (not isinstance(self.competition, str) or not self.competition):
+            return f"competition = {self.competition!r}; expected a competition profile's name or TOML file"
+        for name in ("budget_s", "task_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                return f"{name} = {value!r}; expected a positive number of seconds"
+        workers = self.workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            return f"workers = {workers!r}; expected a whole number, at least 1"
+        return None
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """The request as ``path`` (JSON; the fields that are set)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {k: v for k, v in asdict(self).items() if v is not None}, indent=1)
+        return path
+
+
+def read_run_request(path: str | os.PathLike | None) -> RunRequest:
+    """The request in ``path`` (None: no request, every value the profile's); an unknown
+    field or a wrong value is one line naming the file and the field."""
+    if path is None:
+        return RunRequest()
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunRequestError(f"{path}: run request not found") from None
+    except (OSError, ValueError) as exc:
+        raise RunRequestError(f"{path}: not a readable JSON run request ({exc})") from None
+    if not isinstance(values, dict):
+        raise RunRequestError(f"{path}: expected a JSON object of run settings")
+    known = [f.name for f in fields(RunRequest)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise RunRequestError(f"{path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    try:
+        return RunRequest(**values)
+    except RunRequestError as exc:
+        raise RunRequestError(f"{path}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class KernelInputs:
     test_file: Path
     model_dir: Path | None
     config_file: Path | None
     wheels_dir: Path | None
+    run_request: Path | None = None  # arcsub-run.json: the simulator's or evaluate's request
 
     @property
     def competition_dir(self) -> Path:
@@ -48,6 +119,7 @@ class KernelInputs:
             f"tasks: {self.test_file}",
             f"model: {self.model_dir or 'none found'}",
             f"settings: {self.config_file or 'defaults'}",
+            f"run request: {self.run_request or 'none (the competition decides)'}",
         ]
 
 
@@ -75,7 +147,7 @@ def find_inputs(input_root: str | os.PathLike) -> KernelInputs:
     root = Path(input_root)
     if not root.is_dir():
         raise InputsNotFoundError(f"{root}: input root not found; attach the competition data to the kernel")
-    tests, models, configs, wheels = [], [], [], []
+    tests, models, configs, wheels, requests = [], [], [], [], []
     for folder, files in _walk(root):
         if TEST_FILE in files:
             tests.append(folder / TEST_FILE)
@@ -85,6 +157,8 @@ def find_inputs(input_root: str | os.PathLike) -> KernelInputs:
             configs.append(folder / CONFIG_FILE)
         if any(f.startswith("arcsub-") and f.endswith(".whl") for f in files):
             wheels.append(folder)
+        if RUN_REQUEST_FILE in files:
+            requests.append(folder / RUN_REQUEST_FILE)
     if not tests:
         raise InputsNotFoundError(
             f"{root}: no {TEST_FILE} found (looked {MAX_DEPTH} levels deep); "
@@ -99,6 +173,7 @@ def find_inputs(input_root: str | os.PathLike) -> KernelInputs:
         model_dir=model,
         config_file=config or (configs[0] if configs else None),
         wheels_dir=wheels[0] if wheels else None,
+        run_request=requests[0] if requests else None,
     )
 
 

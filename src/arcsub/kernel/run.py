@@ -2,18 +2,23 @@
 
     1. read the test tasks and write the fallback submission (rule-based, no model);
     2. take the results a previous run of the kernel left (resume);
-    3. choose the profile (``ARCSUB_PROFILE``, else the one for the competition found,
-       else the default) and the mode: the smoke configuration on the public
-       placeholder file, the full one on the hidden set;
-    4. plan the budget and run the workers (``supervisor.py``), merging results as
-       they arrive;
-    5. write the run report.
+    3. choose the competition profile (the run request's, else the one for the
+       competition found, else the default) and the mode: the smoke configuration on
+       the public placeholder file, the full one on the hidden set;
+    4. plan the budget and place the workers;
+    5. run the workers (``supervisor.py``), merging results as they arrive;
+    6. write the run report.
+
+Steps 1-4 are ``prepare_run`` (a :class:`PreparedRun`), 5-6 ``solve``. The profiler's
+mode on Kaggle (``kernel.profile_machine``) is the profiler's own: it prepares the run
+here and measures instead of solving (``arcsub.profile.on_kaggle``).
 
 Paths: ``working`` is the saved output (``/kaggle/working``: submission, results,
 report, logs), ``temp`` the scratch space (``/kaggle/temp``: adapters, predictions,
-worker logs until the end). The simulator's overrides come in the environment:
-``ARCSUB_PROFILE``, ``ARCSUB_BUDGET_S``, ``ARCSUB_WORKERS``; ``arcsub evaluate``'s in
-``ARCSUB_TASK_S`` (the seconds each task gets on average, whatever start-up took).
+worker logs until the end). What the simulator and ``arcsub evaluate`` want of the run
+(competition profile, budget, seconds per task, workers) comes in the run request
+(``arcsub-run.json`` among the inputs, :class:`~.inputs.RunRequest`); the environment
+carries Kaggle's own signals only.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..competitions import DEFAULT_COMPETITION, Competition, competition_for_slug, load_competition
@@ -31,10 +36,9 @@ from ..config import Config, load_config, save_config
 from ..console import LOG_FORMAT, LOGGER, show_arcsub_lines
 from ..errors import ArcsubError
 from ..hardware import nvidia_gpus
-from ..io import write_json_atomic
 from ..models import read_config
-from ..tasks import load_tasks, smallest_tasks
-from .inputs import find_inputs, is_placeholder
+from ..tasks import Task, load_tasks, smallest_tasks
+from .inputs import KernelInputs, RunRequest, find_inputs, is_placeholder, read_run_request
 from .plan import Budget, checkpointing_needed
 from .report import build_report, write_failure_report, write_report
 from .results import SubmissionBook
@@ -61,9 +65,9 @@ class KernelError(ArcsubError):
     pass
 
 
-def choose_profile(environ: Mapping[str, str], competition_dir: Path) -> Competition:
-    if environ.get("ARCSUB_PROFILE"):
-        return load_competition(environ["ARCSUB_PROFILE"])
+def choose_competition(request: RunRequest, competition_dir: Path) -> Competition:
+    if request.competition:
+        return load_competition(request.competition)
     for folder in (competition_dir, *competition_dir.parents):
         found = competition_for_slug(folder.name)
         if found is not None:
@@ -215,6 +219,153 @@ def copy_logs(temp_logs: Path, working_logs: Path) -> None:
             return
 
 
+@dataclasses.dataclass
+class PreparedRun:
+    """Everything decided before the workers start: the inputs, the submission book
+    (fallback written, earlier results taken), the competition, the mode and the tasks
+    to do, the budget, the workers' placement and the final config."""
+
+    inputs: KernelInputs
+    model_dir: Path
+    working: Path
+    temp: Path
+    tasks: list[Task]
+    book: SubmissionBook
+    resumed: list[str]
+    competition: Competition
+    request: RunRequest
+    mode: str  # smoke | full
+    todo: list[Task]
+    budget: Budget
+    place: Placement
+    gpus: list[dict[str, str]]
+    software: dict
+
+    @property
+    def config(self) -> Config:
+        return self.place.config
+
+
+def take_tasks(inputs: KernelInputs, working: Path, start: float) -> tuple[list[Task], SubmissionBook, list[str]]:
+    """The test tasks, the fallback submission written, the results an earlier run left."""
+    tasks = load_tasks(str(inputs.test_file)).tasks
+    book = SubmissionBook(tasks, working / "submission.json", working / "arcsub" / "results")
+    book.write_fallback()
+    log.info("fallback submission written for %d task(s) (%.1fs after start)", len(tasks), time.time() - start)
+    resumed = book.resume()
+    if resumed:
+        log.info("resuming: %d task(s) already done by an earlier run", len(resumed))
+    return tasks, book, resumed
+
+
+def choose_mode(
+    tasks: list[Task],
+    resumed: list[str],
+    inputs: KernelInputs,
+    config: Config,
+    limit: float,
+    environ: Mapping[str, str],
+) -> tuple[str, list[Task], float]:
+    """The smoke run (its few smallest tasks, its short budget) on the public
+    placeholder, else the full run; returns the mode, the tasks to do and the limit."""
+    done = set(resumed)
+    if is_placeholder({t.id for t in tasks}, inputs.competition_dir, environ):
+        todo = [t for t in smallest_tasks(tasks, config.kernel.smoke_tasks) if t.id not in done]
+        return "smoke", todo, min(limit, config.kernel.smoke_budget_s)
+    return "full", [t for t in tasks if t.id not in done], limit
+
+
+def prepare_run(
+    input_root: str | os.PathLike = "/kaggle/input",
+    working_root: str | os.PathLike = "/kaggle/working",
+    temp_root: str | os.PathLike = "/kaggle/temp",
+    *,
+    environ: Mapping[str, str] = os.environ,
+    started: float | None = None,
+) -> PreparedRun:
+    """Steps 1-4 of the run (see the module docstring): the fallback on disk, the budget
+    planned, the workers placed. ``started``: when the kernel process began (its budget
+    counts from then)."""
+    start = started or time.time()
+    working, temp = Path(working_root), Path(temp_root) / "arcsub"
+    working.mkdir(parents=True, exist_ok=True)
+    inputs = find_inputs(input_root)
+    tasks, book, resumed = take_tasks(inputs, working, start)
+
+    request = read_run_request(inputs.run_request)
+    competition = choose_competition(request, inputs.competition_dir)
+    config = fit_to_machine(load_config(inputs.config_file), competition)
+    limit = request.budget_s or competition.time_limit_s
+    mode, todo, limit = choose_mode(tasks, resumed, inputs, config, limit, environ)
+    budget = Budget(start, limit, competition.plan.safety_margin_s)
+    for line in inputs.describe():
+        log.debug("%s", line)
+    log.info("%s; %s run: %d task(s) to do, planned to end %.0fs after start",
+             competition.summary(), mode, len(todo), budget.deadline - start)  # fmt: skip
+
+    gpus = nvidia_gpus()
+    software: dict = {"versions": installed_versions()}
+    workers = request.workers or competition.machine.worker_count
+    place = place_workers(competition, config, mode, workers, environ, gpus, software)
+    if inputs.model_dir is None:
+        raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
+    if place.device == "cuda":
+        place.config = with_checkpointing_if_needed(place.config, competition, inputs.model_dir)
+    return PreparedRun(
+        inputs=inputs, model_dir=inputs.model_dir, working=working, temp=temp, tasks=tasks, book=book,
+        resumed=resumed, competition=competition, request=request, mode=mode, todo=todo, budget=budget,
+        place=place, gpus=gpus, software=software,
+    )  # fmt: skip
+
+
+def save_run_config(run: PreparedRun) -> Path:
+    """The final config in the scratch space (the workers read it) and, space
+    permitting, beside the saved output."""
+    run.temp.mkdir(parents=True, exist_ok=True)
+    (run.temp / "logs").mkdir(exist_ok=True)
+    config_path = save_config(run.config, run.temp / "config.toml")
+    try:
+        save_config(run.config, run.working / "arcsub" / "config.toml")
+    except OSError:
+        pass
+    return config_path
+
+
+def solve(run: PreparedRun) -> dict:
+    """Steps 5-6: the workers on the tasks to do, then the report; returns it."""
+    working, temp, place = run.working, run.temp, run.place
+    spec = {
+        "test_file": str(run.inputs.test_file),
+        "model_dir": str(run.model_dir),
+        "config_file": str(save_run_config(run)),
+        "results_dir": str(working / "arcsub" / "results"),
+        "predictions_dir": str(temp / "predictions"),
+        "adapters_dir": str(temp / "adapters"),
+    }
+    record = None
+    try:
+        slots = worker_slots(place.workers, place.device, spec, temp, place.environ)
+        task_s = run.request.task_s  # arcsub evaluate: seconds per task
+        if task_s:
+            log.info("evaluation: %.0fs per task on average (the run request's task_s), sized by task", task_s)
+        supervisor = Supervisor(
+            run.todo, run.book, run.budget, run.config.kernel, slots, task_s=task_s,
+            predictions_dir=temp / "predictions", selection=run.config.inference.selection,
+            smallest_first=place.smallest_first,
+        )  # fmt: skip
+        record = supervisor.run()
+    finally:
+        copy_logs(temp / "logs", working / "logs")
+    report = build_report(
+        mode=run.mode, profile=run.competition, budget=run.budget, record=record, sources=run.book.sources,
+        tasks_total=len(run.tasks), resumed=run.resumed, gpus=run.gpus, submission_saved=not run.book.unsaved,
+        software=run.software, headline=place.headline, install=read_install_record(working),
+    )  # fmt: skip
+    for line in write_report(report, working):
+        log.info("%s", line)
+    return report
+
+
 def run_kernel(
     input_root: str | os.PathLike = "/kaggle/input",
     working_root: str | os.PathLike = "/kaggle/working",
@@ -223,113 +374,35 @@ def run_kernel(
     environ: Mapping[str, str] = os.environ,
     started: float | None = None,
 ) -> dict:
-    """The run (see the module docstring); returns the report. ``started``: when the
-    kernel process began (its budget counts from then)."""
-    start = started or time.time()
-    working, temp = Path(working_root), Path(temp_root) / "arcsub"
-    working.mkdir(parents=True, exist_ok=True)
-    inputs = find_inputs(input_root)
-    tasks = load_tasks(str(inputs.test_file)).tasks
-    book = SubmissionBook(tasks, working / "submission.json", working / "arcsub" / "results")
-    book.write_fallback()
-    log.info("fallback submission written for %d task(s) (%.1fs after start)", len(tasks), time.time() - start)
-    resumed = book.resume()
-    if resumed:
-        log.info("resuming: %d task(s) already done by an earlier run", len(resumed))
+    """The run (see the module docstring); returns the report."""
+    run = prepare_run(input_root, working_root, temp_root, environ=environ, started=started)
+    if run.config.kernel.profile_machine:
+        raise KernelError(
+            "kernel.profile_machine = true is the profiler's mode: kernel/main.py hands it to arcsub.profile"
+        )
+    return solve(run)
 
-    profile = choose_profile(environ, inputs.competition_dir)
-    config = fit_to_machine(load_config(inputs.config_file), profile)
-    limit = float(environ.get("ARCSUB_BUDGET_S") or profile.time_limit_s)
-    todo = [t for t in tasks if t.id not in set(resumed)]
-    mode = "full"
-    if is_placeholder({t.id for t in tasks}, inputs.competition_dir, environ):
-        mode = "smoke"
-        todo = [t for t in smallest_tasks(tasks, config.kernel.smoke_tasks) if t.id not in set(resumed)]
-        limit = min(limit, config.kernel.smoke_budget_s)
-    budget = Budget(start, limit, profile.plan.safety_margin_s)
-    for line in inputs.describe():
-        log.debug("%s", line)
-    log.info("%s; %s run: %d task(s) to do, planned to end %.0fs after start",
-             profile.summary(), mode, len(todo), budget.deadline - start)  # fmt: skip
 
-    gpus = nvidia_gpus()
-    versions = installed_versions()
-    software: dict = {"versions": versions}
-    workers = int(environ.get("ARCSUB_WORKERS") or profile.machine.worker_count)
-    place = place_workers(profile, config, mode, workers, environ, gpus, software)
-    config, device, workers, environ = place.config, place.device, place.workers, place.environ
-    if inputs.model_dir is None:
-        raise KernelError(f"{input_root}: no model folder (config.json beside weights); attach the model dataset")
-    if device == "cuda":
-        config = with_checkpointing_if_needed(config, profile, inputs.model_dir)
-
-    if config.kernel.profile_machine:
-        return profile_machine(inputs.model_dir, config, device, working, gpus, start)
-
-    temp.mkdir(parents=True, exist_ok=True)
-    (temp / "logs").mkdir(exist_ok=True)
-    config_path = save_config(config, temp / "config.toml")
+def profile_mode_requested(input_root: str | os.PathLike) -> bool:
+    """Whether the settings under ``input_root`` ask for the profiler's mode
+    (``kernel.profile_machine``); False when they cannot be read (the run then says why)."""
     try:
-        save_config(config, working / "arcsub" / "config.toml")
-    except OSError:
-        pass
-    spec = {
-        "test_file": str(inputs.test_file),
-        "model_dir": str(inputs.model_dir),
-        "config_file": str(config_path),
-        "results_dir": str(working / "arcsub" / "results"),
-        "predictions_dir": str(temp / "predictions"),
-        "adapters_dir": str(temp / "adapters"),
-    }
-    record = None
-    try:
-        slots = worker_slots(workers, device, spec, temp, environ)
-        task_s = float(environ.get("ARCSUB_TASK_S") or 0) or None  # arcsub evaluate: seconds per task
-        if task_s:
-            log.info("evaluation: %.0fs per task on average (ARCSUB_TASK_S), sized by task", task_s)
-        supervisor = Supervisor(
-            todo, book, budget, config.kernel, slots, task_s=task_s, predictions_dir=temp / "predictions",
-            selection=config.inference.selection, smallest_first=place.smallest_first,
-        )  # fmt: skip
-        record = supervisor.run()
-    finally:
-        copy_logs(temp / "logs", working / "logs")
-    report = build_report(
-        mode=mode, profile=profile, budget=budget, record=record, sources=book.sources,
-        tasks_total=len(tasks), resumed=resumed, gpus=gpus, submission_saved=not book.unsaved,
-        software=software, headline=place.headline, install=read_install_record(working),
-    )  # fmt: skip
-    for line in write_report(report, working):
-        log.info("%s", line)
-    return report
+        return load_config(find_inputs(input_root).config_file).kernel.profile_machine
+    except ArcsubError:
+        return False
 
 
-def profile_machine(model_dir: Path, config: Config, device: str, working: Path, gpus: list, start: float) -> dict:
-    """Profile mode (``kernel.profile_machine``): one push measures Kaggle's machine
-    (``arcsub profile plan --from profile.json`` projects a run from it). The fallback
-    submission stays; one GPU is measured, in the serving dtype the profile sets."""
-    from ..profile import measure_profile
-
-    log.info("profile mode: measuring %s on %s (the fallback submission stays)", model_dir, gpus or device)
-    measure_profile(
-        model_dir,
-        working / "profile.json",
-        backend=config.inference.backend,
-        device=device,
-        quick=device == "cpu",  # a CPU dry run proves the path; the GPU run measures the full grid
-        config=config,
-        notify=lambda line: log.info("%s", line),
-        progress=False,
-    )  # fmt: skip
-    report = {"mode": "profile", "profile_json": str(working / "profile.json"), "gpus": gpus,
-              "elapsed_s": round(time.time() - start, 1)}  # fmt: skip
-    write_json_atomic(working / "report.json", report, indent=1)
-    return report
-
-
-def kernel_main(input_root: str, working_root: str, temp_root: str, *, started: float | None = None) -> int:
-    """What ``kernel/main.py`` calls: arcsub's lines on the console and in
-    ``working/logs/kernel.log``; a user error prints one line. Returns the exit code:
+def kernel_main(
+    input_root: str,
+    working_root: str,
+    temp_root: str,
+    *,
+    started: float | None = None,
+    run: Callable[..., dict] = run_kernel,
+) -> int:
+    """What ``kernel/main.py`` calls: ``run`` (the kernel's run, or the profiler's mode)
+    with arcsub's lines on the console and in ``working/logs/kernel.log``; a user error
+    prints one line. Returns the exit code:
     0, or non-zero when the run failed (written at the top of report.md) or when a smoke
     run's model answered no task. kernel/main.py then applies Kaggle's rule (a scoring
     rerun with a valid submission on disk exits 0)."""
@@ -345,7 +418,7 @@ def kernel_main(input_root: str, working_root: str, temp_root: str, *, started: 
     except OSError:
         pass  # a full disk: the console still has the lines
     try:
-        report = run_kernel(input_root, working_root, temp_root, started=started)
+        report = run(input_root, working_root, temp_root, started=started)
     except ArcsubError as exc:
         log.error("arcsub kernel: error: %s", exc)
         write_failure_report(working, str(exc))

@@ -4,7 +4,7 @@ The public entry
   ``measure_profile(model, out_path, backend=, device=, precision=, quick=)``  measure
         load, engine start, TTFT step time and memory against sequence length,
         generation and scoring throughput on this machine; fit a cost model; write
-        ``profile.json`` (``measure.py``; the kernel's profile mode calls it)
+        ``profile.json`` (``measure.py``)
   ``load_cost_model(profile_json)``  the fitted :class:`CostModel` of a profile.json
   ``analytic_cost_model(config, label=, gpu_name=, ...)``  the estimate from FLOPs and
         bandwidth when nothing was measured (``analytic.py``)
@@ -17,6 +17,9 @@ The public entry
         ``recorded_fits()`` the fits shipped with arcsub, which the analytic estimate
         takes its step overhead from (``step_fit.py``; FLOPs: ``flops.py``)
   ``plot_plans(plans, png)``  the plan as a picture (``plot.py``)
+  ``profile_kernel_main(input_root, working_root, temp_root)``  the profiler's mode on
+        Kaggle (``kernel.profile_machine``): what ``kernel/main.py`` calls instead of the
+        kernel's run; it prepares the run through the kernel and measures (``on_kaggle.py``)
 
 Only ``measure_profile`` imports torch and the engines, and only ``plot_plans``
 matplotlib: planning from a profile.json (and fitting) stays light.
@@ -31,6 +34,7 @@ from ..competitions import Competition
 from .analytic import analytic_cost_model
 from .cost_model import CostModel, ProfilingError, cost_model_from_dict, load_cost_model, load_profile_json
 from .measure import MeasureGrid, check_measurable, measure_profile, model_config
+from .on_kaggle import measure_on_kaggle, profile_kernel_main
 from .plot import plot_plans
 from .project import compare_text, markdown, plan_dict, plan_run, plan_text
 from .step_fit import StepCostFit, fit_measured, record_fit, recorded_fits, write_fits
@@ -79,11 +83,13 @@ __all__ = [
     "load_cost_model",
     "load_profile_json",
     "markdown",
+    "measure_on_kaggle",
     "measure_profile",
     "plan_dict",
     "plan_run",
     "plan_text",
     "plot_plans",
+    "profile_kernel_main",
     "record_fit",
     "recorded_fits",
     "write_fits",

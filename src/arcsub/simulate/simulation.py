@@ -3,6 +3,7 @@ profile's limits, judge what it left, write ``OUT/simulation.json``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import arcsub
 
 from ..console import say
 from ..io import folder_bytes, write_json_atomic
+from ..kernel import RUN_REQUEST_FILE, RunRequest
 from ..tasks import Task
 from .bundle import bundle_inputs
 from .report import failures, final_lines, judge_submission, read_kernel_report
@@ -34,12 +36,9 @@ DEFAULT_SMALLEST = 5  # with the default data only
 MOUNTPOINT = Path("/kaggle")
 NO_SPACE_BYTES = 1 << 20  # --no-space: room for a small submission, nothing much else
 PROXY_VARS = {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"}
-# Set by the simulator only: never inherited from the caller's environment.
+# Set by the simulator only: never inherited from the caller's environment. (The run's
+# competition, budget and workers go in the run request, arcsub-run.json, not here.)
 KERNEL_VARS = (
-    "ARCSUB_PROFILE",
-    "ARCSUB_BUDGET_S",
-    "ARCSUB_TASK_S",
-    "ARCSUB_WORKERS",
     "KAGGLE_IS_COMPETITION_RERUN",
     "ARCSUB_FAULT_FAIL_TASK",
     "ARCSUB_FAULT_NAN_LOSS",
@@ -108,9 +107,15 @@ def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
     return source, tasks
 
 
-def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dict[str, str]:
-    """The parent's environment without proxies and stale arcsub settings, plus the run's.
-    With a bundle, pip's settings from this machine go too (Kaggle has no find-links here)."""
+def run_request(options: SimulationOptions, competition: str, budget_s: float) -> RunRequest:
+    """What the kernel is asked for (``arcsub-run.json`` among its inputs)."""
+    return RunRequest(competition=competition, budget_s=budget_s, workers=options.workers)
+
+
+def kernel_env(options: SimulationOptions) -> dict[str, str]:
+    """The parent's environment without proxies and stale settings, plus Kaggle's
+    signal and the faults asked for. With a bundle, pip's settings from this machine go
+    too (Kaggle has no find-links here)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
     if options.bundle is not None:
         from ..bundle import offline_pip_env
@@ -118,9 +123,7 @@ def kernel_env(options: SimulationOptions, profile: str, budget_s: float) -> dic
         env = offline_pip_env(env)
         env.pop("PYTHONPATH", None)  # arcsub must come from the bundle's wheel, not from this checkout
     env.pop(NO_NAMESPACE_ENV, None)
-    env.update({"ARCSUB_PROFILE": profile, "ARCSUB_BUDGET_S": f"{budget_s:g}", "PYTHONUNBUFFERED": "1"})
-    if options.workers is not None:
-        env["ARCSUB_WORKERS"] = str(options.workers)
+    env["PYTHONUNBUFFERED"] = "1"
     if not options.placeholder:
         env["KAGGLE_IS_COMPETITION_RERUN"] = "1"
     if options.fail_task:
@@ -267,7 +270,9 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         say(f"bundle {options.bundle}: built {bundle.manifest['built_at']} from {bundle.manifest['git_commit']}; "
             "the kernel installs arcsub from its wheels")  # fmt: skip
     tree = build_tree(layout, tasks, model_dir, config=options.config, wheels=wheels, placeholder=options.placeholder)
-    env = kernel_env(options, profile.name, limits.budget_s)
+    request = run_request(options, profile.name, limits.budget_s)
+    request.write(layout.input / RUN_REQUEST_FILE)
+    env = kernel_env(options)
     launch = _launch(mode, layout, kernel, env, limits, python)
     table = enforcement(mode, limits, launch.file_size_limit is not None)
 
@@ -308,6 +313,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
             "disk_bytes": limits.disk_bytes,
             "no_space": options.no_space,
         },
+        "run_request": {k: v for k, v in dataclasses.asdict(request).items() if v is not None},
         "environment": {k: env[k] for k in (*KERNEL_VARS, "PYTHONUNBUFFERED") if k in env},
         "enforcement": table,
         "run": {
