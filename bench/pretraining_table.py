@@ -3,7 +3,7 @@
 Four ``arcsub evaluate`` runs of the kernel on the same held-out slice with the same
 seconds per task: ``default-chat`` (the chat model as its makers shipped it) and
 ``default`` (pre-trained on arc1/training by scripts/pretrain-default.sh), each with the
-kernel's test-time fine-tuning and without it (``finetune.steps = 0``). Resumable: each
+kernel's test-time fine-tuning and without it (``kernel.max_steps = 0``). Resumable: each
 run keeps its folder under ``--out``.
 
     .venv/bin/python bench/pretraining_table.py --smallest 8 --budget-per-task 90
@@ -34,7 +34,7 @@ def main() -> None:
     out = Path(args.out)
     configs = {
         "TTFT": Path(args.config),
-        "no TTFT": variant_config(Path(args.config), ["finetune.steps=0"], out / "no-ttft.toml"),
+        "no TTFT": variant_config(Path(args.config), ["kernel.max_steps=0"], out / "no-ttft.toml"),
     }
     rows = []
     for model, label in (("default-chat", "as shipped (default-chat)"), ("default", "pre-trained (default)")):

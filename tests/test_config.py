@@ -1,6 +1,6 @@
 import pytest
 
-from arcsub.config import Config, PromptConfig, load_config, save_config
+from arcsub.config import Config, FinetuneConfig, KernelConfig, PromptConfig, load_config, save_config
 from arcsub.errors import ConfigError
 
 
@@ -26,6 +26,7 @@ def test_defaults_round_trip(tmp_path):
         ("[inference]\nmin_p = 1.0\n", r"inference.min_p = 1.0; use a value in \[0, 1\)"),
         ("[inference]\nanswer_bound = 'grid'\n", "inference.answer_bound = 'grid'; use one of train, window"),
         ("[kernel]\ninfer_share = 0\n", r"kernel.infer_share = 0.0; use a share in \(0, 1\]"),
+        ("[kernel]\nmax_steps = -1\n", r"kernel.max_steps = -1; use 0 \(no test-time fine-tuning\) or more"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, text, message):
@@ -34,6 +35,15 @@ def test_bad_configs_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as caught:
         load_config(path)
     assert str(path) in str(caught.value)
+
+
+def test_the_kernels_step_ceiling_is_its_own_switch():
+    """kernel.max_steps = 0: no test-time fine-tuning in the kernel; finetune.steps is
+    arcsub run's count and does not reach the kernel."""
+    assert not KernelConfig(max_steps=0).fine_tunes
+    assert Config(finetune=FinetuneConfig(steps=0)).kernel.fine_tunes
+    with pytest.raises(ConfigError, match="kernel.min_steps = 0"):
+        KernelConfig(min_steps=0)
 
 
 def test_validation_in_code():

@@ -71,7 +71,9 @@ class FinetuneConfig:
     use_rslora: bool = False  # scale by alpha/sqrt(rank) instead of alpha/rank
     use_dora: bool = False
     for_vllm: bool = True  # the adapter is served by vLLM: refuse what it cannot load (DoRA)
-    steps: int = 100  # optimizer steps per task (TTFT) or per run (offline); 0: no test-time fine-tuning
+    # optimizer steps per task in `arcsub run` (TTFT; 0: none) or per run (offline); the kernel sizes its own
+    # steps from measured time under kernel.max_steps
+    steps: int = 100
     learning_rate: float = 1e-4
     embedding_lr_scale: float = 1.0  # embeddings and the output head, when they train, at this times the rate
     lr_schedule: str = "cosine"  # after warm-up: cosine | linear | constant
@@ -253,21 +255,28 @@ class KernelConfig:
     train_share: float = 0.6  # of a task's slice, before any inference has been measured
     infer_share: float = 0.5  # the most of a fine-tuned task's slice that measured inference may take
     min_steps: int = 4  # fewer affordable steps than this: no fine-tuning for the task
-    max_steps: int = 2000  # cap on the steps a slice may buy (finetune.steps = 0: none at all)
+    max_steps: int = 2000  # the kernel's ceiling on the steps a slice may buy; 0: no test-time fine-tuning
     min_augmentations: int = 2  # step 1 never drops below this many prompts per test input
     grace_s: float = 60.0  # a worker past its task's deadline by this much is killed
     smoke_tasks: int = 4  # placeholder test file: the full path on this many smallest tasks
     smoke_budget_s: float = 1800.0  # ... within this many seconds; the rest keep the fallback
     profile_machine: bool = False  # measure the machine (arcsub profile) instead of solving: profile.json
 
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether the kernel fine-tunes at test time (``max_steps`` above 0)."""
+        return self.max_steps > 0
+
     def __post_init__(self):
         if not 0 < self.train_share < 1:
             raise ConfigError(f"kernel.train_share = {self.train_share}; use a share in (0, 1)")
         if not 0 < self.infer_share <= 1:
             raise ConfigError(f"kernel.infer_share = {self.infer_share}; use a share in (0, 1]")
-        for key in ("min_steps", "max_steps", "min_augmentations", "smoke_tasks"):
+        for key in ("min_steps", "min_augmentations", "smoke_tasks"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"kernel.{key} = {getattr(self, key)}; it must be at least 1")
+        if self.max_steps < 0:
+            raise ConfigError(f"kernel.max_steps = {self.max_steps}; use 0 (no test-time fine-tuning) or more")
         for key in ("grace_s", "smoke_budget_s"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"kernel.{key} = {getattr(self, key)}; it must be positive")

@@ -244,7 +244,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
             "machine": machine_line(machine),
         },
         "settings": {
-            "ttft_max_steps": config.kernel.max_steps if config.finetune.steps > 0 else 0,
+            "ttft_max_steps": config.kernel.max_steps,
             "augmentations": config.inference.num_augmentations,
             "samples_per_prompt": config.inference.samples_per_prompt,
             "backend": config.inference.backend,

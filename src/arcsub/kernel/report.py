@@ -112,7 +112,7 @@ def check_lines(report: dict[str, Any]) -> list[str]:
     served = sum(1 for p in probes if p.get("lora_served"))
     trained = [p["train"] for p in probes if p.get("train")]
     if not trained:
-        lines.append("LoRA: not trained (finetune.steps = 0)")
+        lines.append("LoRA: not trained (kernel.max_steps = 0)")
     else:
         steps = trained[0].get("steps", 0)
         lines.append(f"LoRA: {steps} probe steps trained and the adapter served (generation and scoring) "

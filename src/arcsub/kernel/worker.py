@@ -89,7 +89,7 @@ class Worker:
         self.config = config
         self.tasks = load_tasks(spec.test_file).by_id()
         self.costs = CostModel()
-        self.fine_tune = self.config.finetune.steps > 0
+        self.fine_tune = self.config.kernel.fine_tunes
         self.model = self.tokenizer = self.initial = self.backend = None
 
     def emit(self, event: str, **values) -> None:
