@@ -41,7 +41,7 @@ def main() -> None:
                 smallest=args.smallest,
                 model=args.model,
                 config=Path(args.config) if args.config else None,
-                profile="local-cpu",
+                competition="local-cpu",
                 budget_s=budget,
                 workers=args.workers,
             ),

@@ -148,15 +148,15 @@ def test_tasks_without_solutions_are_refused_with_one_line(tmp_path):
 
 
 def test_the_budget_per_task_is_given_or_what_a_profile_gives(tiny_llama_path):
-    assert task_budget("m", per_task_s=30.0, profile=None).per_task_s == 30.0
+    assert task_budget("m", per_task_s=30.0, competition=None).per_task_s == 30.0
     with pytest.raises(EvaluationError, match="either"):
-        task_budget("m", per_task_s=30.0, profile="arc-prize-2024")
+        task_budget("m", per_task_s=30.0, competition="arc-prize-2024")
     with pytest.raises(EvaluationError, match="positive"):
-        task_budget("m", per_task_s=0.0, profile=None)
+        task_budget("m", per_task_s=0.0, competition=None)
     # arc-prize-2024: 12 h on 2 T4s for 100 tasks, less the margin and start-ups: under 864 s.
-    budget = task_budget(str(tiny_llama_path), per_task_s=None, profile="arc-prize-2024")
+    budget = task_budget(str(tiny_llama_path), per_task_s=None, competition="arc-prize-2024")
     assert 600 < budget.per_task_s < 864 and budget.profile == "arc-prize-2024"
-    on_l4 = task_budget(str(tiny_llama_path), per_task_s=None, profile="arc-prize-2025")
+    on_l4 = task_budget(str(tiny_llama_path), per_task_s=None, competition="arc-prize-2025")
     assert on_l4.per_task_s < 43200 * 4 / 240 and on_l4.per_task_s < budget.per_task_s
     assert kernel_budget_s(10.0, 3, 20.0) > 30.0 + 20.0
 

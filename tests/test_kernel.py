@@ -26,7 +26,7 @@ from arcsub.kernel.inputs import (
     is_placeholder,
     read_run_request,
 )
-from arcsub.kernel.plan import Budget, CostModel, InferenceAsk, LinearCost, plan_task
+from arcsub.kernel.plan import Budget, InferenceAsk, LinearCost, MeasuredCosts, plan_task
 from arcsub.kernel.results import SubmissionBook
 from arcsub.submission import load_submission, validate_submission
 from arcsub.tasks import load_tasks, tasks_to_challenges
@@ -159,9 +159,9 @@ def test_cost_model_fits_no_slope_to_sizes_too_close_to_tell_apart():
 ASK = InferenceAsk(tests=1, augmentations=8, candidates=4, score_augmentations=4)
 
 
-def measured_costs(prompt_s: float = 2.0, answer_s: float | None = 0.5) -> CostModel:
+def measured_costs(prompt_s: float = 2.0, answer_s: float | None = 0.5) -> MeasuredCosts:
     """1 s per step of 100 tokens; ``prompt_s`` per step-1 prompt and ``answer_s`` per scored answer, at 100 cells."""
-    costs = CostModel()
+    costs = MeasuredCosts()
     costs.record_training(tokens=1000, steps=10, seconds=10.0)
     work = {"sample": (8, 8 * prompt_s)}
     if answer_s is not None:
@@ -204,7 +204,7 @@ def test_plan_without_fine_tuning_gives_inference_the_whole_slice():
 
 def test_plan_before_any_measurement_and_before_any_scoring():
     settings = KernelConfig(min_steps=4, max_steps=1000, train_share=0.6)
-    unmeasured = plan_task(100, 100.0, CostModel(), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
+    unmeasured = plan_task(100, 100.0, MeasuredCosts(), settings, fine_tune=True, ask=ASK, step_tokens=100, now=0)
     assert unmeasured.train_deadline == pytest.approx(60.0)  # kernel.train_share before any measurement
     assert (unmeasured.augmentations, unmeasured.candidates) == (8, 4)
     # sampled but never scored: an answer is priced as a prompt (2 s): 16 s + 3 x 8 s in 40 s
@@ -216,7 +216,7 @@ def test_plan_before_any_measurement_and_before_any_scoring():
 def test_a_training_step_is_priced_by_the_tokens_it_carries():
     """One sequence or several packed (finetune.tokens_per_step): a step's cost is fitted
     against its tokens, so a task whose steps carry 4x the tokens buys fewer of them."""
-    costs = CostModel()
+    costs = MeasuredCosts()
     costs.record_training(tokens=2000, steps=4, seconds=4.0)  # 500-token steps: 1 s
     costs.record_training(tokens=8000, steps=4, seconds=12.0)  # 2000-token steps: 3 s
     settings = KernelConfig(min_steps=1, max_steps=1000, train_share=0.6)
@@ -253,7 +253,7 @@ def test_gradient_checkpointing_is_turned_on_only_where_a_step_would_not_fit_a_t
 
 
 def test_cost_model_learns_from_requests_that_finished_even_when_cut():
-    costs = CostModel()
+    costs = MeasuredCosts()
     # step 1 cut after 4 of 8 prompts, scoring after 5 answers
     costs.record_inference(cells=100, work={"sample": (4, 16.0), "score": (5, 10.0)}, full_prompts=8)
     assert costs.sample.predict(100) == pytest.approx(32.0) and costs.answer.predict(100) == pytest.approx(2.0)
@@ -441,7 +441,7 @@ def test_the_real_kernel_survives_the_simulators_faults(tmp_path, tiny_llama_pat
             smallest=3,
             model=str(tiny_llama_path),
             config=transformers_settings,
-            profile="local-cpu",
+            competition="local-cpu",
             budget_s=100,
             workers=2,
             **options,

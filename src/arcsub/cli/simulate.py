@@ -44,7 +44,7 @@ def cmd_simulate(args) -> int:
         config=Path(args.config) if args.config else None,
         wheels=Path(args.wheels) if args.wheels else None,
         bundle=default_bundle(args),
-        profile=args.profile,
+        competition=args.profile,
         budget_s=args.budget,
         ram_gb=args.ram_gb,
         disk_gb=args.disk_gb,

@@ -32,28 +32,28 @@ class TaskBudget:
         return {"per_task_s": round(self.per_task_s, 1), "profile": self.profile, "from": self.note}
 
 
-def task_budget(model: str, *, per_task_s: float | None, profile: str | None, lora_rank: int = 32) -> TaskBudget:
-    """``per_task_s`` as given, or the profile's time per task for ``model``."""
-    if per_task_s is not None and profile is not None:
+def task_budget(model: str, *, per_task_s: float | None, competition: str | None, lora_rank: int = 32) -> TaskBudget:
+    """``per_task_s`` as given, or the time per task ``competition``'s budget gives ``model``."""
+    if per_task_s is not None and competition is not None:
         raise EvaluationError("pass either --budget-per-task or --profile, not both")
     if per_task_s is not None:
         if per_task_s <= 0:
             raise EvaluationError(f"--budget-per-task {per_task_s:g}: give a positive number of seconds")
         return TaskBudget(per_task_s, None, f"--budget-per-task {per_task_s:g}")
-    if profile is None:
+    if competition is None:
         return TaskBudget(DEFAULT_TASK_S, None, f"default {DEFAULT_TASK_S:g} s (pass --budget-per-task or --profile)")
     from ..competitions import load_competition
     from ..profile import cost_model_for, plan_run
 
-    competition = load_competition(profile)
-    plan = plan_run(competition, cost_model_for(model, competition, lora_rank=lora_rank))
+    chosen = load_competition(competition)
+    plan = plan_run(chosen, cost_model_for(model, chosen, lora_rank=lora_rank))
     if plan.task_s <= 0:
-        raise EvaluationError(f"profile {competition.name}: start-up alone exceeds the budget; no time per task")
+        raise EvaluationError(f"profile {chosen.name}: start-up alone exceeds the budget; no time per task")
     note = (
-        f"profile {competition.name}: {competition.time_limit_s / 3600:g} h less {plan.fixed_s:.0f} s start-up "
-        f"and the margin, {plan.workers} worker(s), {competition.hidden_tasks} tasks"
+        f"profile {chosen.name}: {chosen.time_limit_s / 3600:g} h less {plan.fixed_s:.0f} s start-up "
+        f"and the margin, {plan.workers} worker(s), {chosen.hidden_tasks} tasks"
     )
-    return TaskBudget(plan.task_s, competition.name, note)
+    return TaskBudget(plan.task_s, chosen.name, note)
 
 
 def kernel_budget_s(per_task_s: float, tasks: int, safety_margin_s: float) -> float:

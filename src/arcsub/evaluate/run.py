@@ -52,8 +52,8 @@ class EvaluationOptions:
     skip_smallest: int = 0  # leave the N smallest out first: a second slice, held out from the first
     config: Path | None = None
     per_task_s: float | None = None
-    profile: str | None = None  # the competition whose budget per task to use
-    machine: str = DEFAULT_MACHINE  # the profile the kernel runs under here (workers, device)
+    budget_competition: str | None = None  # the competition profile whose budget per task to use
+    competition: str = DEFAULT_MACHINE  # the competition profile the kernel runs under here (workers, device)
     workers: int | None = None
     allow_overlap: bool = False
     restart: bool = False  # discard what an earlier run left in OUT
@@ -132,7 +132,7 @@ def kernel_environment() -> dict[str, str]:
 
 def run_kernel_on(layout, todo: int, env: dict, budget_s: float, ram_bytes: int, progress: bool):
     """``kernel/main.py`` on the tree, its output in the log, a bar over the tasks."""
-    from ..simulate import Launch, Limits, default_kernel, run_kernel
+    from ..simulate import Launch, Limits, default_kernel, launch_kernel
 
     argv = [
         sys.executable,
@@ -151,7 +151,7 @@ def run_kernel_on(layout, todo: int, env: dict, budget_s: float, ram_bytes: int,
 
     try:
         layout.logs.mkdir(parents=True, exist_ok=True)
-        return run_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
+        return launch_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
     finally:
         bar.close()
 
@@ -187,13 +187,16 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     model_dir = resolve_model(options.model)
     overlap = guard_evaluation(tasks, model_dir, allow_overlap=options.allow_overlap)
     config = load_config(options.config)
-    machine = load_competition(options.machine)
+    competition = load_competition(options.competition)
     if options.workers is not None and options.workers < 1:
         raise EvaluationError(f"--workers {options.workers}: pass at least 1")
     budget: TaskBudget = task_budget(
-        str(model_dir), per_task_s=options.per_task_s, profile=options.profile, lora_rank=config.finetune.lora_rank
+        str(model_dir),
+        per_task_s=options.per_task_s,
+        competition=options.budget_competition,
+        lora_rank=config.finetune.lora_rank,
     )
-    workers = options.workers or machine.machine.worker_count
+    workers = options.workers or competition.machine.worker_count
     state = {
         "model": str(model_dir),
         "model_stamp": model_stamp(model_dir),  # the default's cache is rebuilt in place on an upgrade
@@ -201,10 +204,10 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
         "tasks": [t.id for t in tasks],
         "per_task_s": round(budget.per_task_s, 1),
         "config_sha256": file_sha256(options.config) if options.config else None,
-        "machine": machine.name,
+        "machine": competition.name,
         "workers": workers,
     }
-    layout = Layout(out, machine.slug)
+    layout = Layout(out, competition.slug)
     resumed = check_state(out, state, options.restart)
     if not resumed:
         build_tree(layout, tasks, model_dir, config=options.config)
@@ -213,7 +216,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     todo = len(tasks) - len(done_before)
     say(
         f"evaluating {model_dir.name} on {len(tasks)} task(s) from {options.data}: {budget.per_task_s:.0f} s per "
-        f"task ({budget.note}), {workers} worker(s) on {machine.name}"
+        f"task ({budget.note}), {workers} worker(s) on {competition.name}"
         + (f"; resuming, {len(done_before)} done" if done_before else "")
     )
     if overlap:
@@ -222,12 +225,12 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     started = time.time()
     record, request = None, None
     if todo > 0:
-        kernel_s = kernel_budget_s(budget.per_task_s, todo, machine.plan.safety_margin_s)
-        request = RunRequest(competition=machine.name, budget_s=kernel_s, task_s=budget.per_task_s,
+        kernel_s = kernel_budget_s(budget.per_task_s, todo, competition.plan.safety_margin_s)
+        request = RunRequest(competition=competition.name, budget_s=kernel_s, task_s=budget.per_task_s,
                              workers=options.workers)  # fmt: skip
         request.write(layout.input / RUN_REQUEST_FILE)
         env = kernel_environment()
-        record = run_kernel_on(layout, todo, env, kernel_s + 60, int(machine.machine.ram_gb * 2**30), progress)
+        record = run_kernel_on(layout, todo, env, kernel_s + 60, int(competition.machine.ram_gb * 2**30), progress)
         if record.exit_code != 0:
             say(f"the kernel exited with {record.exit_code}: unfinished tasks are scored on the fallback; "
                 f"see {layout.kernel_log}")  # fmt: skip
@@ -241,7 +244,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
             **budget.to_dict(),
             "kernel_budget_s": request.budget_s if request else None,
             "workers": workers,
-            "machine": machine_line(machine),
+            "machine": machine_line(competition),
         },
         "settings": {
             "ttft_max_steps": config.kernel.max_steps,

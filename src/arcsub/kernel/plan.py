@@ -101,7 +101,7 @@ class LinearCost:
 
 
 @dataclass
-class CostModel:
+class MeasuredCosts:
     """Measured costs of one worker: a fine-tuning step against the tokens it carries
     (one sequence, or several packed: ``finetune.tokens_per_step``); against a task's
     size in cells, step 1 at the configured prompt count and one step-2 scored answer (a
@@ -189,7 +189,7 @@ class TaskPlan:
         }
 
 
-def plan_inference(cells: int, limit_s: float, costs: CostModel, ask: InferenceAsk, settings: KernelConfig):
+def plan_inference(cells: int, limit_s: float, costs: MeasuredCosts, ask: InferenceAsk, settings: KernelConfig):
     """The step-1 prompts and step-2 candidates that fit ``limit_s`` at measured costs:
     step 1 first (all the prompts asked if they fit, else a share of them, never fewer
     than ``kernel.min_augmentations``), then as many candidates as the rest pays for
@@ -216,7 +216,7 @@ def plan_inference(cells: int, limit_s: float, costs: CostModel, ask: InferenceA
 def plan_task(
     cells: int,
     slice_s: float,
-    costs: CostModel,
+    costs: MeasuredCosts,
     settings: KernelConfig,
     *,
     fine_tune: bool,

@@ -9,7 +9,7 @@ and one candidate scored under that adapter. It costs seconds, and it buys two t
   attention backend, LoRA served, scaler) comes before any task, at the top of the
   report;
 * no task is planned on guesses: the step time, a step-1 prompt and a scored answer are
-  measured (``plan.CostModel``), and the first piece of every engine call is sized from
+  measured (``plan.MeasuredCosts``), and the first piece of every engine call is sized from
   them (``inference.deadline``).
 """
 
@@ -28,7 +28,7 @@ from ..models import model_window
 from ..prompts import PromptBuilder
 from ..selection import Candidate
 from ..tasks import Task
-from .plan import CostModel, InferenceAsk
+from .plan import InferenceAsk, MeasuredCosts
 
 log = logging.getLogger("arcsub.kernel")
 
@@ -70,7 +70,7 @@ def run_probe(
     tokenizer,
     model_dir: str,
     adapters_dir: Path,
-    costs: CostModel,
+    costs: MeasuredCosts,
     worker: int = 0,
     model=None,
     initial=None,
@@ -127,7 +127,7 @@ def _release(backend, adapter: str) -> None:
         log.debug("the probe's adapter was not released", exc_info=True)
 
 
-def _train(task, config, model, tokenizer, initial, folder: Path, costs: CostModel):
+def _train(task, config, model, tokenizer, initial, folder: Path, costs: MeasuredCosts):
     """A few steps from the initial adapter, saved as the tasks' adapters are; returns
     (the adapter folder or None, what the training did)."""
     restore_trainable(model, initial)

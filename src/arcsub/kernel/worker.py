@@ -61,7 +61,7 @@ from ..inference import RunStore, infer, make_backend, select_attempts
 from ..models import load_tokenizer
 from ..submission import make_submission
 from ..tasks import load_tasks
-from .plan import CostModel, InferenceAsk, TaskPlan, plan_task
+from .plan import InferenceAsk, MeasuredCosts, TaskPlan, plan_task
 from .probe import EngineFailure, probe_task, run_probe
 from .results import save_result
 from .spec import WorkerSpec
@@ -88,7 +88,7 @@ class Worker:
             config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, backend=spec.backend))
         self.config = config
         self.tasks = load_tasks(spec.test_file).by_id()
-        self.costs = CostModel()
+        self.costs = MeasuredCosts()
         self.fine_tune = self.config.kernel.fine_tunes
         self.model = self.tokenizer = self.initial = self.backend = None
 

@@ -18,7 +18,7 @@ have accepted the run. Two modes:
 No torch or vLLM here: the kernel subprocess does the heavy work.
 """
 
-from .runner import NO_NAMESPACE_ENV, Launch, Limits, namespace_support, run_kernel
+from .runner import NO_NAMESPACE_ENV, Launch, Limits, launch_kernel, namespace_support
 from .simulation import KERNEL_VARS, PROXY_VARS, SimulationOptions, default_kernel, simulate
 from .smoke import smoke_run
 from .tree import Layout, SimulationError, build_tree
@@ -34,8 +34,8 @@ __all__ = [
     "SimulationOptions",
     "build_tree",
     "default_kernel",
+    "launch_kernel",
     "namespace_support",
-    "run_kernel",
     "simulate",
     "smoke_run",
 ]

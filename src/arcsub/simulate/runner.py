@@ -311,7 +311,7 @@ class Watch:
         return record
 
 
-def run_kernel(launch: Launch, limits: Limits, *, log_path: Path, echo, note) -> RunRecord:
+def launch_kernel(launch: Launch, limits: Limits, *, log_path: Path, echo, note) -> RunRecord:
     """Start ``launch``, pass its output through, hold it to ``limits``; the record of the run."""
     argv = launch.argv
     if launch.file_size_limit is not None:  # set in the child, which then becomes the kernel

@@ -25,8 +25,8 @@ from .runner import (
     SANDBOX_SCRIPT,
     Launch,
     Limits,
+    launch_kernel,
     namespace_support,
-    run_kernel,
 )
 from .tree import Layout, SimulationError, build_tree, clear_out
 
@@ -66,7 +66,7 @@ class SimulationOptions:
     wheels: Path | None = None
     bundle: Path | None = None  # a built cpu-target bundle: its kernel, model, wheels and offline install
     over_image: str | None = None  # with bundle: the kernel's Python is a replica of this image (images/<name>.txt)
-    profile: str = DEFAULT_SIMULATED_COMPETITION
+    competition: str = DEFAULT_SIMULATED_COMPETITION  # the competition profile whose machine and limits
     budget_s: float | None = None  # None: the profile's
     ram_gb: float | None = None
     disk_gb: float | None = None
@@ -245,7 +245,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
     if not kernel.is_file():
         raise SimulationError(f"{kernel}: kernel script not found; pass --kernel FILE")
     kernel = kernel.resolve()
-    profile = load_competition(options.profile)
+    profile = load_competition(options.competition)
     source, tasks = select_tasks(options)
     _check_options(options, tasks)
     limits = Limits(
@@ -290,7 +290,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         say("disk: a watcher kills the kernel when the working folder outgrows the limit (no tmpfs)")
     say(f"kernel output: {layout.kernel_log}")
 
-    record = run_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
+    record = launch_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
     submission = judge_submission(layout.working / "submission.json", tasks)
     disk_used = folder_bytes(layout.working)
     report = {
