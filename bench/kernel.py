@@ -17,6 +17,7 @@ import platform
 import time
 from pathlib import Path
 
+from arcsub.models import resolve_model
 from arcsub.simulate import SimulationOptions, simulate
 
 
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-kernel")
     args = parser.parse_args()
 
+    model = resolve_model(args.model)
     rows = []
     for budget in args.budgets:
         out = Path(args.out) / f"budget-{budget:g}"
@@ -39,7 +41,7 @@ def main() -> None:
                 out=out,
                 data=args.data,
                 smallest=args.smallest,
-                model=args.model,
+                model=model,
                 config=Path(args.config) if args.config else None,
                 competition="local-cpu",
                 budget_s=budget,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from arcsub.config import config_to_toml, load_config
 from arcsub.evaluate.run import EvaluationOptions, evaluate
+from arcsub.models import resolve_model
 
 
 def split_changes(text: str) -> list[str]:
@@ -69,7 +70,7 @@ def evaluated_cells(out: Path, model: str, config: Path, args) -> str:
     start = time.time()
     evaluation = evaluate(
         EvaluationOptions(
-            out=out, model=model, data=args.data, smallest=args.smallest, skip_smallest=args.skip_smallest, config=config,
+            out=out, model=resolve_model(model), model_name=model, data=args.data, smallest=args.smallest, skip_smallest=args.skip_smallest, config=config,
             per_task_s=args.budget_per_task, workers=args.workers,
         )
     )  # fmt: skip

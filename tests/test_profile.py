@@ -19,7 +19,7 @@ from arcsub.competitions import load_competition
 from arcsub.errors import ArcsubError
 from arcsub.profile import CostModel, ProfilingError, load_cost_model, plan_run
 from arcsub.profile.cost_model import Fit, fit_terms, term_value
-from arcsub.profile.measure import resolve_candidate
+from arcsub.profile.measure import model_config, resolve_candidate
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -190,6 +190,21 @@ def test_candidate_names_match_by_unique_prefix():
     assert resolve_candidate("no-such-model") is None
     with pytest.raises(ProfilingError, match="several candidates"):
         resolve_candidate("SmolLM2")
+
+
+def test_a_model_name_is_resolved_at_the_commands_edge_never_below(tmp_path, monkeypatch):
+    """Below the CLI a model is a folder: a name reaching the library is refused in one
+    line, and nothing is converted or merged on the way."""
+    from arcsub.errors import ModelNotFoundError
+    from arcsub.models.loading import load_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARCSUB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError, match=r"default: not a model directory.*resolve_model\('default'\)"):
+        load_tokenizer("default")
+    with pytest.raises(ProfilingError, match="default-chat: a name to resolve first"):
+        model_config("default-chat")
+    assert not (tmp_path / "cache").exists()
 
 
 # ---------------------------------------------------------------- errors a user can make

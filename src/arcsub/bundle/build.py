@@ -35,7 +35,7 @@ from .push import kaggle_config_dirs
 class BuildOptions:
     target: str = "kaggle"
     out: Path = DEFAULT_BUILD
-    model: str = "default"  # "default" or a prepared model folder
+    model: Path | None = None  # a prepared model folder (the command line resolves names such as default)
     config: Path | None = None  # copied to model/arcsub.toml
     profile: str | None = None  # competition profile (default: arc-prize-2024)
     owner: str | None = None  # Kaggle username (default: from the Kaggle credentials)
@@ -132,11 +132,13 @@ def wheel_cache(target: str) -> Path:
     return path
 
 
-def write_model(folder: Path, model: str, config: Path | None, *, echo) -> Path:
+def write_model(folder: Path, model: Path | None, config: Path | None, *, echo) -> Path:
     from ..config import load_config
-    from ..models import resolve_model
+    from ..models import model_folder
 
-    source = resolve_model(model, notify=echo).resolve()
+    if model is None:
+        raise BuildError("no model folder given for the bundle; give a prepared model folder")
+    source = model_folder(model).resolve()
     subfolders = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subfolders:
         # `kaggle datasets create --dir-mode skip` uploads files only: a subfolder would vanish.

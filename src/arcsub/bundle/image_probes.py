@@ -187,7 +187,7 @@ def probe_vllm(args) -> dict:
     tokenizer = get_tokenizer(model)
     found["tokenizer"] = {"class": type(tokenizer).__name__, "vocab": len(tokenizer)}
 
-    builder = PromptBuilder(config.prompt, load_tokenizer(model, notify=lambda _m: None))
+    builder = PromptBuilder(config.prompt, load_tokenizer(model))
     task = _smallest_task()
     prompt = builder.fit(task, 0, with_answer=False, max_seq_len=model_config.max_model_len)
     messages = builder.messages(task, 0, None)

@@ -31,24 +31,23 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import FinetuneConfig
-from ..console import progress_bar, say
+from ..console import progress_bar
 from ..errors import ConfigError
 from ..finetune import attach_lora, train_examples
 from ..hardware import device_dtype
 from ..io import write_text_atomic
 from ..models import config_facts as facts
-from ..models import extend_context, load_tokenizer, model_window, read_config, resolve_model
+from ..models import extend_context, load_tokenizer, model_folder, model_window, read_config
 from .context_prompts import ContextSample, SampleMaker
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: str
+    model: str  # a model folder (the command line resolves names such as default)
     lengths: tuple[int, ...]
     samples: int
     seed: int = 0
@@ -259,14 +258,13 @@ def run_context_check(
     settings: Settings,
     out_dir: str | os.PathLike,
     *,
-    notify: Callable[[str], None] = say,
     progress: bool = True,
 ) -> ContextReport:
     out_dir = Path(out_dir)
-    path = resolve_model(settings.model, notify=notify)
+    path = model_folder(settings.model)
     cfg = read_config(path)
     window = model_window(cfg)
-    tokenizer = load_tokenizer(path, notify=notify)
+    tokenizer = load_tokenizer(path)
     maker = SampleMaker(tokenizer)
     lengths = sorted(settings.lengths)
     eval_sets = [

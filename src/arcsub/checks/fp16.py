@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..config import PromptConfig
-from ..console import progress_bar, say
+from ..console import progress_bar
 from ..errors import ConfigError, ModelPreparationError
-from ..models import FP16_MAX, load_tokenizer, resolve_model
+from ..models import FP16_MAX, load_tokenizer, model_folder
 from ..prompts import PromptBuilder, PromptTooLong
 from ..tasks import load_tasks
 
@@ -178,15 +177,14 @@ def check_fp16(
     max_tokens: int = 1024,
     prompts: int = 3,
     method: str = "auto",
-    notify: Callable[[str], None] = say,
     progress: bool = True,
 ) -> Fp16Report:
     """Run up to ``prompts`` ARC prompts from ``source`` in fp32 and fp16; see the module docstring."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model_path = resolve_model(model_path, notify=notify)
-    tokenizer = load_tokenizer(model_path, notify=notify)
+    model_path = model_folder(model_path)
+    tokenizer = load_tokenizer(model_path)
     prompt_ids = arc_prompt_ids(tokenizer, source, max_tokens, prompts)
     if not prompt_ids:
         raise ModelPreparationError(f"{source}: no task fits {max_tokens} tokens; raise --max-tokens")

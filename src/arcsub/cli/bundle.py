@@ -12,12 +12,13 @@ TARGETS = ("kaggle", "cpu")
 
 def cmd_build(args) -> int:
     from ..bundle import BuildOptions, build_bundle
+    from ..models import resolve_model
 
     show_arcsub_lines()
     options = BuildOptions(
         target=args.target,
         out=Path(args.out),
-        model=args.model,
+        model=resolve_model(args.model),
         config=Path(args.config) if args.config else None,
         profile=args.profile,
         owner=args.owner,

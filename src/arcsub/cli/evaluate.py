@@ -11,12 +11,14 @@ from .common import SOURCE_HELP
 def cmd_evaluate(args) -> int:
     from ..console import show_arcsub_lines
     from ..evaluate import EvaluationOptions, evaluate
+    from ..models import resolve_model
 
     show_arcsub_lines()
     evaluate(
         EvaluationOptions(
             out=Path(args.out),
-            model=args.model,
+            model=resolve_model(args.model),
+            model_name=args.model,
             data=args.data,
             solutions=args.solutions,
             smallest=args.smallest,

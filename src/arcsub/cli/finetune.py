@@ -92,14 +92,16 @@ def cmd_finetune(args) -> int:
     model = model or "default"
     if not (data or config.finetune.sources):
         raise FinetuneError("--data is required: a task source such as arc1/training (SOURCE@WEIGHT to mix)")
+    from ..models import resolve_model
 
+    model_dir = resolve_model(model)  # the one resolution of the name; below, a folder
     if args.per_task:
-        return _per_task(model, data or config.finetune.sources, args, config, deadline)
+        return _per_task(model_dir, data or config.finetune.sources, args, config, deadline)
     from ..finetune import run_offline
 
     with command_output(args.out, args.verbose):
         result = run_offline(
-            model,
+            model_dir,
             data,
             args.out,
             config,
@@ -111,6 +113,7 @@ def cmd_finetune(args) -> int:
             progress=not args.no_progress,
             cache_dir=cache_dir,
             fp16_check=_fp16_check(not args.no_progress),
+            model_name=model,
         )
     print(result.summary())
     return 0

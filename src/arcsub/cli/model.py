@@ -83,9 +83,10 @@ def cmd_model_add_chat_template(args) -> int:
 
 def cmd_model_check_fp16(args) -> int:
     from ..checks import check_fp16
+    from ..models import resolve_model
 
     report = check_fp16(
-        args.model,
+        resolve_model(args.model),
         source=args.data,
         max_tokens=args.max_tokens,
         prompts=args.prompts,
@@ -97,9 +98,10 @@ def cmd_model_check_fp16(args) -> int:
 
 def cmd_model_check_context(args) -> int:
     from ..checks import Settings, markdown_table, run_context_check, write_outputs
+    from ..models import resolve_model
 
     settings = Settings(
-        model=args.model,
+        model=str(resolve_model(args.model)),
         lengths=tuple(args.lengths),
         samples=args.samples,
         seed=args.seed,

@@ -25,7 +25,17 @@ def _inference_config(path: str | None):
     return load_config(path)
 
 
-def _measure(model: str, args, out: str | None):
+def _model(name: str) -> tuple[str | Path, str | None]:
+    """A model argument at the command's edge: ``default`` and ``default-chat`` resolved
+    to their folders, once, and labelled by the name; a folder or candidate name as given."""
+    from ..models import CHAT_NAME, DEFAULT_NAME, resolve_model
+
+    if name in (DEFAULT_NAME, CHAT_NAME):
+        return resolve_model(name), name
+    return name, None
+
+
+def _measure(model: str | Path, label: str | None, args, out: str | None):
     from dataclasses import replace
 
     from ..profile import MeasureGrid, measure_profile
@@ -44,6 +54,7 @@ def _measure(model: str, args, out: str | None):
         grid=grid,
         config=_inference_config(args.config),
         progress=not args.no_progress,
+        label=label,
     )
 
 
@@ -104,8 +115,9 @@ def _summary(profile: dict) -> str:
 
 def cmd_measure(args) -> int:
     out = Path(args.out)
+    model, label = _model(args.model)
     with command_output(out.parent, args.verbose):
-        profile = _measure(args.model, args, str(out))
+        profile = _measure(model, label, args, str(out))
     print(_summary(profile))
     say(f"wrote {out}")
     return 0
@@ -147,15 +159,17 @@ def _plans(models: list[str], args, cost_models=None):
     prompt_tokens = _ints(args.prompt_tokens, "--prompt-tokens")
     tokens_per_step = _tokens_per_step(args, config)
     fits = recorded_fits(args.fits) if getattr(args, "fits", None) else None
+    resolved = [(m, None) for m in models] if cost_models else [_model(m) for m in models]
     plans = []
     for profile in profiles:
-        for index, model in enumerate(models):
+        for index, (model, label) in enumerate(resolved):
             cost = (
                 cost_models[index]
                 if cost_models
                 else cost_model_for(
                     model,
                     profile,
+                    label=label,
                     lora_rank=config.finetune.lora_rank,
                     plan_tokens=max(prompt_tokens) + args.answer_tokens,
                     step_fits=fits,
@@ -217,14 +231,15 @@ def cmd_compare(args) -> int:
     if args.measure:
         from ..profile import check_measurable
 
-        for model in models:
+        resolved = [_model(m) for m in models]
+        for model, _label in resolved:
             check_measurable(model)
         costs = []
         out_dir = Path(args.out_dir)
         with command_output(out_dir, args.verbose):
-            for model in models:
-                out = out_dir / f"{Path(str(model)).name}.profile.json"
-                _measure(model, args, str(out))
+            for name, (model, label) in zip(models, resolved, strict=True):
+                out = out_dir / f"{Path(str(name)).name}.profile.json"
+                _measure(model, label, args, str(out))
                 say(f"wrote {out}")
                 costs.append(load_cost_model(out))
     plans = _plans(models, args, costs)

@@ -30,9 +30,13 @@ def default_bundle(args) -> Path | None:
 
 
 def cmd_simulate(args) -> int:
+    from ..models import resolve_model
     from ..simulate import SimulationOptions, simulate
 
     show_arcsub_lines()
+    bundle = default_bundle(args)
+    # the one resolution of a model name; without --model, a bundle brings its own, else the embedded default
+    model = resolve_model(args.model or "default") if args.model or bundle is None else None
     options = SimulationOptions(
         out=Path(args.out),
         kernel=Path(args.kernel) if args.kernel else None,
@@ -40,10 +44,10 @@ def cmd_simulate(args) -> int:
         challenges=args.challenges,
         solutions=args.solutions,
         smallest=args.smallest,
-        model=args.model,
+        model=model,
         config=Path(args.config) if args.config else None,
         wheels=Path(args.wheels) if args.wheels else None,
-        bundle=default_bundle(args),
+        bundle=bundle,
         competition=args.profile,
         budget_s=args.budget,
         ram_gb=args.ram_gb,

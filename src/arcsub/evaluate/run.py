@@ -45,7 +45,8 @@ DONE_LINE = re.compile(r"task (\S+) done \(")
 @dataclass
 class EvaluationOptions:
     out: Path
-    model: str = "default"
+    model: Path | None = None  # a model folder (the command line resolves names such as default)
+    model_name: str | None = None  # what the user called it, for the report (default: the folder)
     data: str = "arc1/evaluation"
     solutions: str | None = None  # a Kaggle solutions file for a challenges file in data
     smallest: int | None = None
@@ -179,12 +180,14 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     from ..config import load_config
     from ..kernel import RUN_REQUEST_FILE, RunRequest
     from ..leakage import guard_evaluation
-    from ..models import resolve_model
+    from ..models import model_folder
     from ..simulate import Layout, build_tree
 
     out = Path(options.out).resolve()
     tasks = load_evaluation_tasks(options)
-    model_dir = resolve_model(options.model)
+    if options.model is None:
+        raise EvaluationError("no model folder given to evaluate; give a model folder")
+    model_dir = model_folder(options.model)
     overlap = guard_evaluation(tasks, model_dir, allow_overlap=options.allow_overlap)
     config = load_config(options.config)
     competition = load_competition(options.competition)
@@ -238,7 +241,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     evaluation = {
         "kind": "arcsub-evaluation",
         "version": 1,
-        "model": {"name": options.model, "path": str(model_dir), **model_facts(model_dir)},
+        "model": {"name": options.model_name or str(options.model), "path": str(model_dir), **model_facts(model_dir)},
         "data": {"source": options.data, "tasks": len(tasks), "test_outputs": sum(len(t.test) for t in tasks)},
         "budget": {
             **budget.to_dict(),

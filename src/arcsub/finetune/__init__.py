@@ -5,9 +5,11 @@ Typical use (the kernel, or the model checks)::
 
     from arcsub.config import Config
     from arcsub.finetune import load_for_training, train_tasks
+    from arcsub.models import resolve_model
 
     config = Config()                                          # config.finetune
-    model, tokenizer = load_for_training("default", config)   # LoRA attached
+    folder = resolve_model("default")                          # the name resolved once: a folder
+    model, tokenizer = load_for_training(folder, config)       # LoRA attached
     results = train_tasks(model, tokenizer, tasks, config, "adapters", deadline=deadline)
 
 ``train_tasks`` gives every task the same initial adapter, shares the time left
@@ -17,7 +19,7 @@ already on disk (resume), and trains one shared adapter with
 ``finetune.adapter_mode = "shared"``.
 
 The public entry
-  ``load_for_training(model, config, device=None)``  model + tokenizer, base weights in
+  ``load_for_training(model, config, device=None)``  a model folder's model + tokenizer, base weights in
         the precision's dtype (fp16 base on a T4), adapter attached (or every weight
         trainable with ``finetune.method = "full"``)
   ``attach_lora(model, finetune_config)``  a ``peft`` LoRA (rank, alpha, targets,

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import Config, FinetuneConfig
 from ..errors import ConfigError
 from ..hardware import default_device
-from ..models import load_tokenizer, resolve_model
+from ..models import load_tokenizer, model_folder
 from .precision import resolve_precision
 
 
@@ -126,7 +126,7 @@ def prepare_for_training(model, config: FinetuneConfig):
 
 
 def load_for_training(model: str | os.PathLike, config: Config, *, device=None):
-    """Load ``model`` (a folder or ``default``) and its tokenizer, ready to train:
+    """Load ``model`` (a model folder) and its tokenizer, ready to train:
     base weights in the precision's dtype under LoRA (fp16 on a T4, fp32 on CPU),
     fp32 for full fine-tuning. Returns ``(model, tokenizer)``."""
     import torch
@@ -134,7 +134,7 @@ def load_for_training(model: str | os.PathLike, config: Config, *, device=None):
 
     ft = config.finetune
     device = device or default_device()
-    path = resolve_model(model)
+    path = model_folder(model)
     precision = resolve_precision(ft.precision, device)
     dtype = precision.base_dtype() if ft.method == "lora" else torch.float32
     base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)

@@ -59,7 +59,7 @@ from ..leakage import (
     seen_tasks,
     write_training_manifest,
 )
-from ..models import resolve_model
+from ..models import model_folder
 from ..prompts import PromptBuilder
 from .adapters import RESULT_FILE, save_adapter, save_merged
 from .corpus import Corpus, load_corpus, training_prompts
@@ -112,7 +112,7 @@ def save_checkpoint(state: TrainingState, out_dir: Path, config: Config, keep: i
 
 
 def run_offline(
-    model: str,
+    model: str | os.PathLike,
     data: str | Sequence[str] | None,
     out_dir: str | os.PathLike,
     config: Config,
@@ -125,6 +125,7 @@ def run_offline(
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
     fp16_check: Fp16Check | None = None,
+    model_name: str | None = None,
 ) -> TrainResult:
     """Train on the tasks of ``data`` (``SOURCE[@WEIGHT]`` specs; default
     ``finetune.sources``) into ``out_dir`` (layout in the module docstring), with a
@@ -134,7 +135,9 @@ def run_offline(
     ``resume``: continue from the last checkpoint (``config`` should be the run's saved
     one, see ``read_run``). Without it, ``out_dir`` must not hold checkpoints.
     ``cache_dir``: where tokenized datasets are cached (``finetune.variants``).
-    ``fp16_check(folder, source, max_tokens) -> dict``: run on the merged model."""
+    ``fp16_check(folder, source, max_tokens) -> dict``: run on the merged model.
+    ``model`` is a model folder; ``model_name``: what the user named it (``default``),
+    recorded in run.json for ``--resume``."""
     import torch
     from accelerate import Accelerator
 
@@ -146,8 +149,8 @@ def run_offline(
     # Bad sources or a bad model fail before anything is written.
     config, corpus = _with_sources(config, data, val_data, skip_invalid)
     ft = config.finetune
-    resolve_model(model)
-    run_info = {"model": str(model), "data": ft.sources, "val_data": ft.val_sources}
+    model = model_folder(model)
+    run_info = {"model": model_name or str(model), "data": ft.sources, "val_data": ft.val_sources}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:  # a resumed run keeps its run.json (and the cache it names) until rewritten below
@@ -162,7 +165,7 @@ def run_offline(
         progress=progress,
     )  # fmt: skip
     validation = _validation_set(corpus, builder, config, budget)
-    base_manifest = read_training_manifest(model) if Path(str(model)).is_dir() else None
+    base_manifest = read_training_manifest(model)
     if main:
         _record_data(out, run_info, described, corpus, validation, base_manifest, accelerator.num_processes, total)
     resume_state = None

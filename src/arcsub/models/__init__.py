@@ -9,7 +9,7 @@ from .chat_template import TEMPLATES, add_chat_template
 from .context import SCALINGS, extend_context
 from .default import CHAT_NAME, DEFAULT_NAME, STAMP_FILE, cache_root, default_model_dir
 from .inspection import FP16_MAX, as_json, gather, markdown_table
-from .loading import load_tokenizer, model_window, read_config
+from .loading import load_tokenizer, model_folder, model_window, read_config
 from .pretrained import ADAPTER_DIR, ADAPTER_WEIGHTS, MAX_ADAPTER_BYTES, SHIPPED_BASE_NAME, shipped_adapter
 from .registry import CANDIDATES, CandidateModel, candidate_names
 from .replicas import build_replica, llama_style_tokenizer, qwen_style_tokenizer
@@ -43,6 +43,7 @@ __all__ = [
     "llama_style_tokenizer",
     "load_tokenizer",
     "markdown_table",
+    "model_folder",
     "model_window",
     "qwen_style_tokenizer",
     "read_config",

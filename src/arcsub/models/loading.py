@@ -10,15 +10,31 @@ same way).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..console import say
 from ..errors import ModelNotFoundError
 from ..io import read_json
 from . import config_facts as facts
-from .resolve import resolve_model
+from .default import CHAT_NAME, DEFAULT_NAME
+
+
+def model_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a model folder (``config.json`` in it), checked, nothing resolved or
+    converted: names such as ``default`` are resolved once, at the command's edge
+    (``models.resolve_model``)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        hint = (
+            f"; resolve the name first (arcsub.models.resolve_model({str(path)!r}))"
+            if str(path) in (DEFAULT_NAME, CHAT_NAME)
+            else ""
+        )
+        raise ModelNotFoundError(
+            f"{path}: not a model directory (no config.json); pass a Hugging Face model folder{hint}"
+        )
+    return path
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -42,11 +58,11 @@ def model_window(model: str | os.PathLike | Mapping[str, Any]) -> int:
     return window
 
 
-def load_tokenizer(name_or_path: str | os.PathLike, *, notify: Callable[[str], None] = say):
-    """A fast Hugging Face tokenizer (offsets are needed for loss masks)."""
+def load_tokenizer(model: str | os.PathLike):
+    """A model folder's fast Hugging Face tokenizer (offsets are needed for loss masks)."""
     from transformers import AutoTokenizer
 
-    path = resolve_model(name_or_path, notify=notify)
+    path = model_folder(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"{path}: the tokenizer is not a fast tokenizer (tokenizer.json); offsets need one")

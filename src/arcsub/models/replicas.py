@@ -33,6 +33,7 @@ from ..console import say
 from ..errors import ModelPreparationError
 from ..io import atomic_dir
 from .chat_template import CHATML
+from .default import default_model_dir
 from .loading import load_tokenizer
 from .registry import CandidateModel, get_candidate
 from .synthetic_text import corpus
@@ -102,7 +103,7 @@ def qwen_style_tokenizer(vocab_size: int = 800, seed: int = 0):
 def replica_tokenizer(name: str, *, notify: Callable[[str], None] = say):
     style = _TOKENIZER_STYLE[name]
     if style == "smollm":
-        return load_tokenizer("default", notify=notify)
+        return load_tokenizer(default_model_dir(notify=notify))  # the embedded model's own, converted once
     return llama_style_tokenizer() if style == "llama2" else qwen_style_tokenizer()
 
 

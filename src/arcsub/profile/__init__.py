@@ -47,13 +47,15 @@ def cost_model_for(
     lora_rank: int = 32,
     plan_tokens: int = 4096,
     step_fits: list[StepCostFit] | None = None,
+    label: str | None = None,
 ) -> CostModel:
     """A measured cost model for a ``*.json`` profile file; otherwise the analytic estimate
-    for ``model`` (``default``, a folder, or a candidate name) on ``profile``'s machine,
-    its step overhead from ``step_fits`` (default: the recorded fits)."""
+    for ``model`` (a model folder, labelled ``label`` else by its name, or a candidate
+    name) on ``profile``'s machine, its step overhead from ``step_fits`` (default: the
+    recorded fits)."""
     if str(model).endswith(".json") or (Path(model).is_file()):
         return load_cost_model(model)
-    label, cfg, _ = model_config(str(model))
+    label, cfg, _ = model_config(model, label)
     m = profile.machine
     return analytic_cost_model(
         cfg,

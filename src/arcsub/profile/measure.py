@@ -42,9 +42,9 @@ from ..models import (
     DEFAULT_NAME,
     CandidateModel,
     candidate_names,
+    model_folder,
     model_window,
     read_config,
-    resolve_model,
 )
 from ..models import config_facts as facts
 from .cost_model import FORMAT, STAGE_TERMS, VERSION, CostModel, ProfilingError, fit_terms
@@ -115,12 +115,17 @@ def resolve_candidate(name: str) -> CandidateModel | None:
     return None
 
 
-def model_config(model: str) -> tuple[str, dict[str, Any], CandidateModel | None]:
-    """(label, config.json values, candidate) for ``default``, a folder or a candidate name."""
-    if model in (DEFAULT_NAME, CHAT_NAME) or Path(model).is_dir():
-        path = resolve_model(model)
-        return (model if model in (DEFAULT_NAME, CHAT_NAME) else Path(model).name), read_config(path), None
-    candidate = resolve_candidate(model)
+def model_config(
+    model: str | os.PathLike, label: str | None = None
+) -> tuple[str, dict[str, Any], CandidateModel | None]:
+    """(label, config.json values, candidate) for a model folder (labelled ``label``, else
+    by its name) or a candidate name. Names such as ``default`` are resolved to folders at
+    the command's edge (``models.resolve_model``), not here."""
+    if Path(model).is_dir():
+        return label or Path(model).name, read_config(model_folder(model)), None
+    if str(model) in (DEFAULT_NAME, CHAT_NAME):
+        raise ProfilingError(f"{model}: a name to resolve first (arcsub.models.resolve_model); pass its folder")
+    candidate = resolve_candidate(str(model))
     if candidate is None:
         raise ProfilingError(
             f"{model}: not a model folder, 'default', nor a registered candidate; candidates: "
@@ -145,7 +150,7 @@ def check_buildable(candidate: CandidateModel) -> None:
 
 def check_measurable(model: str | os.PathLike) -> None:
     """Raise now (one line) for a model ``measure_profile`` would fail on later."""
-    _, _, candidate = model_config(str(model))
+    _, _, candidate = model_config(model)
     if candidate is not None:
         check_buildable(candidate)
 
@@ -479,13 +484,15 @@ def measure_profile(
     config: Config | None = None,
     notify: Callable[[str], None] = say,
     progress: bool = True,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """Measure ``model`` (a folder, ``default``, or a candidate name: random weights of
-    its full shape) on this machine; write ``out_path`` (profile.json) when given and
-    return its contents. The kernel's profile mode calls this."""
+    """Measure ``model`` (a model folder, labelled ``label`` else by its name, or a
+    candidate name: random weights of its full shape) on this machine; write
+    ``out_path`` (profile.json) when given and return its contents. The profiler's mode
+    on Kaggle (``on_kaggle.py``) calls this."""
     torch_device = _measuring_device(backend, precision, device)
     config = _measuring_config(config, backend, precision)
-    label, cfg, candidate = model_config(str(model))
+    label, cfg, candidate = model_config(model, label)
     check_measurable(model)
     work = Path(tempfile.mkdtemp(prefix="arcsub-profile-"))
     try:
@@ -493,7 +500,7 @@ def measure_profile(
             notify(f"building a random-weight {candidate.name} of its full published shape")
             path = build_full_shape(candidate, work / "model")
         else:
-            path = resolve_model(model)
+            path = model_folder(model)
         window = model_window(path)
         limit = min(window, max_seq_len or window)
         grid = (grid or (MeasureGrid.quick() if quick else MeasureGrid())).capped(limit)

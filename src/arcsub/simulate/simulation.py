@@ -61,7 +61,7 @@ class SimulationOptions:
     challenges: str | None = None  # a Kaggle challenges file (solutions found beside it, or given)
     solutions: str | None = None
     smallest: int | None = None
-    model: str | None = None  # None: the bundle's model, else the embedded default
+    model: Path | None = None  # a model folder (the command line resolves names); None: the bundle's
     config: Path | None = None
     wheels: Path | None = None
     bundle: Path | None = None  # a built cpu-target bundle: its kernel, model, wheels and offline install
@@ -239,7 +239,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
     """Run ``options.kernel`` as Kaggle would; returns the report also written to
     ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
     from ..competitions import load_competition
-    from ..models import resolve_model
+    from ..models import model_folder
 
     kernel = Path(options.kernel) if options.kernel else default_kernel()
     if not kernel.is_file():
@@ -258,7 +258,9 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         raise SimulationError("--bundle brings its own kernel and wheels; drop --kernel/--wheels or --bundle")
     if options.over_image is not None and options.bundle is None:
         raise SimulationError(f"over_image {options.over_image!r} needs a bundle: pass --bundle as well")
-    model_dir = resolve_model(options.model or "default") if options.bundle is None or options.model else None
+    if options.model is None and options.bundle is None:
+        raise SimulationError("no model folder and no bundle (which brings its own) given; give one of them")
+    model_dir = model_folder(options.model) if options.model is not None else None
     mode, why = choose_mode(options)
     layout = Layout(Path(options.out).resolve(), profile.slug)
     clear_out(layout.out)
