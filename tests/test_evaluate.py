@@ -95,7 +95,7 @@ def test_a_rerun_resumes_from_the_kernels_per_task_results(evaluated, tiny_llama
 def test_another_budget_in_the_same_folder_is_refused_unless_restarted(evaluated):
     options, _ = evaluated
     other = EvaluationOptions(**{**options.__dict__, "per_task_s": 45.0})
-    with pytest.raises(EvaluationError, match=r"per_task_s.*--restart"):
+    with pytest.raises(EvaluationError, match=r"per_task_s.*`restart`"):
         evaluate(other, progress=False)
 
 
@@ -110,7 +110,7 @@ def test_a_second_slice_leaves_the_first_out():
     assert {t.id for t in second} == both - first
     rest = load_evaluation_tasks(EvaluationOptions(out=Path("unused"), skip_smallest=3))
     assert len(rest) == len(everything) - 3 and not first & {t.id for t in rest}
-    with pytest.raises(EvaluationError, match="--skip-smallest -1"):
+    with pytest.raises(EvaluationError, match="`skip_smallest` -1"):
         load_evaluation_tasks(EvaluationOptions(out=Path("unused"), skip_smallest=-1))
 
 
@@ -143,7 +143,7 @@ def test_tasks_without_solutions_are_refused_with_one_line(tmp_path):
 
     challenges = tmp_path / "arc-agi_test_challenges.json"
     challenges.write_text(json.dumps(tasks_to_challenges(load_tasks("arc1/evaluation[:2]").tasks)))
-    with pytest.raises(EvaluationError, match="without test outputs.*--solutions"):
+    with pytest.raises(EvaluationError, match="without test outputs.*`solutions`"):
         evaluate(EvaluationOptions(out=tmp_path / "ev", data=str(challenges)), progress=False)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from arcsub.cli.common import user_message
 from arcsub.cli.profile import register
 from arcsub.competitions import load_competition
 from arcsub.errors import ArcsubError
@@ -30,7 +31,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         rc = args.func(args)
     except ArcsubError as exc:
-        print(f"arcsub: error: {exc}", file=sys.stderr)
+        print(f"arcsub: error: {user_message(exc, args.command)}", file=sys.stderr)
         rc = 2
     out, err = capsys.readouterr()
     return rc, out, err
@@ -154,7 +155,7 @@ def test_projection_arithmetic_budget_margin_workers():
 
 
 def test_projection_refuses_bad_shares():
-    with pytest.raises(ProfilingError, match="train-share"):
+    with pytest.raises(ProfilingError, match="`train_share` 1.5: use a share"):
         plan_run(load_competition("arc-prize-2024"), flat_model(), train_share=1.5)
 
 
@@ -217,6 +218,8 @@ def test_one_line_errors(tmp_path, capsys):
         return err
 
     assert "not a model folder, 'default', nor a registered candidate" in error(["plan", "--model", "GPT-9"])
+    # the library names the setting, the command line shows its flag
+    assert "arcsub: error: --train-share 1.5: use a share in [0, 1]" in error(["plan", "--train-share", "1.5"])
     missing = tmp_path / "missing.json"
     assert "profile file not found; measure one" in error(["plan", "--from", str(missing)])
     bad = tmp_path / "bad.json"
@@ -384,7 +387,7 @@ def test_packed_steps_buy_sequences_at_equal_time():
     stage = plan_run(profile, growing, prompt_tokens=(1000,), tokens_per_step=4096).stages[0]
     assert stage.packed.step_s == pytest.approx(0.2 + 1e-4 * 4000)
     assert stage.packed.steps == int(stage.train_s // stage.packed.step_s)
-    with pytest.raises(ProfilingError, match="tokens-per-step"):
+    with pytest.raises(ProfilingError, match="`tokens_per_step`"):
         plan_run(profile, flat_model(), tokens_per_step=-1)
 
 

@@ -252,16 +252,26 @@ def test_the_command_runs_a_kernel_and_exits_by_the_verdict(tmp_path, fake_model
 
 def test_bad_input_names_the_thing_and_the_fix(tmp_path, fake_model):
     base = {"out": tmp_path / "out", "data": DATA, "model": str(fake_model), "namespace": False}
-    with pytest.raises(SimulationError, match="nope.py: kernel script not found; pass --kernel"):
+    with pytest.raises(SimulationError, match="nope.py: kernel script not found; pass `kernel`"):
         simulate(SimulationOptions(kernel=tmp_path / "nope.py", **base))
-    with pytest.raises(SimulationError, match="--fail-task zzz: not among the simulated tasks"):
+    with pytest.raises(SimulationError, match="`fail_task` zzz: not among the simulated tasks"):
         simulate(SimulationOptions(kernel=KERNELS / "valid.py", fail_task="zzz", **base))
-    with pytest.raises(SimulationError, match="--budget -1: must be positive"):
+    with pytest.raises(SimulationError, match="`budget_s` -1: must be positive"):
         simulate(SimulationOptions(kernel=KERNELS / "valid.py", budget_s=-1, **base))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(SimulationError, match="did not write .notes.txt.; pass an empty or new --out"):
+    with pytest.raises(SimulationError, match="did not write .notes.txt.; pass an empty or new `out`"):
         simulate(SimulationOptions(kernel=KERNELS / "valid.py", **base))
+
+
+def test_the_command_line_shows_the_settings_an_error_names_as_its_flags(tmp_path, fake_model, capsys):
+    from arcsub.cli import main
+
+    argv = ["simulate", "--data", DATA, "--model", str(fake_model), "--no-bundle", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--budget", "-1"]) == 2
+    assert capsys.readouterr().err.endswith("arcsub: error: --budget -1.0: must be positive\n")
+    assert main([*argv, "--fail-task", "zzz"]) == 2
+    assert "arcsub: error: --fail-task zzz: not among the simulated tasks" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("placeholder", [False, True], ids=["rerun", "placeholder"])

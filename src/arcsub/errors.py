@@ -3,6 +3,11 @@
 Anything a user can cause (a bad file, a missing model, a wrong option) raises an
 ``ArcsubError`` subclass whose message names the thing and the fix. The CLI prints
 it on one line and exits 2; bugs still raise normally with a traceback.
+
+A message names a setting the caller gave by its name in the library, in backticks
+(```workers` = 0: pass at least 1``); the CLI shows it as the flag that sets it
+(``cli.common.user_message``: ``--workers 0: pass at least 1``), so the library knows
+nothing of flags.
 """
 
 

@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import ArcsubError
 from ..signals import stop_exit_code, stop_line, stop_on_signals
 from . import bundle, compare, data, evaluate, finetune, infer, model, profile, push, simulate, submission
+from .common import user_message
 
 COMMAND_GROUPS = (data, submission, model, finetune, infer, simulate, profile, bundle, push, evaluate, compare)
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.func(args)
         except ArcsubError as exc:
-            print(f"arcsub: error: {exc}", file=sys.stderr)
+            print(f"arcsub: error: {user_message(exc, args.command)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as exc:
             print(f"arcsub: {stop_line(exc)}", file=sys.stderr)

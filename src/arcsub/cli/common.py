@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -10,6 +11,38 @@ from ..errors import ArcsubError
 
 SOURCE_HELP = "challenges/task JSON, folder, or dataset (arc1/evaluation[:10])"
 LOG_FILE = Path("logs") / "run.log"
+
+# The settings library errors name (`name`, see arcsub.errors), per command, as the flags
+# that set them; a setting not listed stays as the library named it.
+_SIMULATE_FLAGS = {
+    "data": "--data", "challenges": "--challenges", "solutions": "--solutions", "smallest": "--smallest",
+    "kernel": "--kernel", "wheels": "--wheels", "bundle": "--bundle", "out": "--out", "budget_s": "--budget",
+    "ram_gb": "--ram-gb", "disk_gb": "--disk-gb", "workers": "--workers", "kill_worker_after_s": "--kill-worker-after",
+    "fail_task": "--fail-task", "nan_loss": "--nan-loss", "fail_engine": "--fail-engine", "stall_task": "--stall-task",
+}  # fmt: skip
+_EVALUATE_FLAGS = {
+    "data": "--data", "solutions": "--solutions", "smallest": "--smallest", "skip_smallest": "--skip-smallest",
+    "out": "--out", "restart": "--restart", "workers": "--workers", "per_task_s": "--budget-per-task",
+    "budget_competition": "--profile", "competition": "--machine",
+}  # fmt: skip
+_PROFILE_FLAGS = {
+    "tokens_per_step": "--tokens-per-step", "train_share": "--train-share", "tasks": "--tasks",
+    "prompt_tokens": "--prompt-tokens", "answer_tokens": "--answer-tokens", "backend": "--backend",
+    "precision": "--precision", "device": "--device", "measure": "--measure",
+}  # fmt: skip
+SETTING_FLAGS: dict[str, dict[str, str]] = {
+    "simulate": _SIMULATE_FLAGS,
+    "bundle": {"bundle": "--build", "budget_s": "--budget", "over_image": "--over-image"},
+    "evaluate": _EVALUATE_FLAGS,
+    "profile": _PROFILE_FLAGS,
+}
+SETTING = re.compile(r"`([A-Za-z_]\w*)`")
+
+
+def user_message(error: ArcsubError, command: str | None) -> str:
+    """The error's message with each setting it names shown as ``command``'s flag."""
+    flags = SETTING_FLAGS.get(command or "", {})
+    return SETTING.sub(lambda m: flags.get(m[1], m[0]), str(error))
 
 
 def add_verbose_option(parser) -> None:

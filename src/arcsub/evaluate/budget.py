@@ -35,10 +35,10 @@ class TaskBudget:
 def task_budget(model: str, *, per_task_s: float | None, competition: str | None, lora_rank: int = 32) -> TaskBudget:
     """``per_task_s`` as given, or the time per task ``competition``'s budget gives ``model``."""
     if per_task_s is not None and competition is not None:
-        raise EvaluationError("pass either --budget-per-task or --profile, not both")
+        raise EvaluationError("pass either `per_task_s` or `budget_competition`, not both")
     if per_task_s is not None:
         if per_task_s <= 0:
-            raise EvaluationError(f"--budget-per-task {per_task_s:g}: give a positive number of seconds")
+            raise EvaluationError(f"`per_task_s` {per_task_s:g}: give a positive number of seconds")
         return TaskBudget(per_task_s, None, f"--budget-per-task {per_task_s:g}")
     if competition is None:
         return TaskBudget(DEFAULT_TASK_S, None, f"default {DEFAULT_TASK_S:g} s (pass --budget-per-task or --profile)")

@@ -65,11 +65,11 @@ def load_evaluation_tasks(options: EvaluationOptions) -> list[Task]:
 
     tasks = load_tasks(options.data, solutions=options.solutions).tasks
     if options.skip_smallest < 0:
-        raise EvaluationError(f"--skip-smallest {options.skip_smallest}: pass 0 or more")
+        raise EvaluationError(f"`skip_smallest` {options.skip_smallest}: pass 0 or more")
     skipped = {t.id for t in smallest_tasks(tasks, options.skip_smallest)}
     if options.smallest is not None:
         if options.smallest < 1:
-            raise EvaluationError(f"--smallest {options.smallest}: pass at least 1")
+            raise EvaluationError(f"`smallest` {options.smallest}: pass at least 1")
         tasks = smallest_tasks(tasks, options.skip_smallest + options.smallest)
     tasks = [t for t in tasks if t.id not in skipped]
     if not tasks:
@@ -78,7 +78,7 @@ def load_evaluation_tasks(options: EvaluationOptions) -> list[Task]:
     if missing:
         raise EvaluationError(
             f"{options.data}: {len(missing)} task(s) without test outputs ({missing[0]}, ...); evaluation needs "
-            "solutions: pass a dataset with them, or --solutions FILE with a challenges file"
+            "solutions: pass a dataset with them, or `solutions` FILE with a challenges file"
         )
     return tasks
 
@@ -111,7 +111,7 @@ def check_state(out: Path, state: dict, restart: bool) -> bool:
             return True
         changed = sorted(k for k in state.keys() | before.keys() if state.get(k) != before.get(k))
         raise EvaluationError(
-            f"{out}: holds an evaluation with another {', '.join(changed)}; use another --out, or --restart to discard it"
+            f"{out}: holds an evaluation with another {', '.join(changed)}; use another `out`, or `restart` to discard it"
         )
     for name in KERNEL_ENTRIES:
         target = out / name
@@ -192,7 +192,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     config = load_config(options.config)
     competition = load_competition(options.competition)
     if options.workers is not None and options.workers < 1:
-        raise EvaluationError(f"--workers {options.workers}: pass at least 1")
+        raise EvaluationError(f"`workers` {options.workers}: pass at least 1")
     budget: TaskBudget = task_budget(
         str(model_dir),
         per_task_s=options.per_task_s,

@@ -144,7 +144,7 @@ def check_buildable(candidate: CandidateModel) -> None:
         raise ProfilingError(
             f"{candidate.name}: cannot build its full shape here (unchecked facts: "
             f"{', '.join(candidate.unknown) or 'none'}; remote-code architectures cannot be built); "
-            "use the analytic estimate (no --measure)"
+            "use the analytic estimate (no `measure`)"
         )
 
 
@@ -558,13 +558,13 @@ def _measuring_device(backend: str, precision: str, device: str | None):
     import torch
 
     if backend not in ("transformers", "vllm"):
-        raise ProfilingError(f"--backend {backend!r}: use transformers or vllm")
+        raise ProfilingError(f"`backend` {backend!r}: use transformers or vllm")
     if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise ProfilingError(f"--precision {precision!r}: use auto, fp32, fp16 or bf16")
+        raise ProfilingError(f"`precision` {precision!r}: use auto, fp32, fp16 or bf16")
     if device not in (None, "cpu", "cuda"):
-        raise ProfilingError(f"--device {device!r}: use cpu or cuda")
+        raise ProfilingError(f"`device` {device!r}: use cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ProfilingError("--device cuda: no CUDA device here; use --device cpu")
+        raise ProfilingError("`device` cuda: no CUDA device here; use `device` cpu")
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 

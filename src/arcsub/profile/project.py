@@ -167,13 +167,13 @@ def _check_plan_options(
     from .cost_model import ProfilingError
 
     if tokens_per_step < 0:
-        raise ProfilingError(f"--tokens-per-step {tokens_per_step}: use 0 (one sequence per step) or more")
+        raise ProfilingError(f"`tokens_per_step` {tokens_per_step}: use 0 (one sequence per step) or more")
     if not 0 <= train_share <= 1:
-        raise ProfilingError(f"--train-share {train_share}: use a share in [0, 1]")
+        raise ProfilingError(f"`train_share` {train_share}: use a share in [0, 1]")
     if tasks is not None and tasks < 1:
-        raise ProfilingError(f"--tasks {tasks}: use at least 1")
+        raise ProfilingError(f"`tasks` {tasks}: use at least 1")
     if not prompt_tokens or min(prompt_tokens) < 1 or answer_tokens < 1:
-        raise ProfilingError("--prompt-tokens and --answer-tokens must be positive")
+        raise ProfilingError("`prompt_tokens` and `answer_tokens` must be positive")
 
 
 def _stage(

@@ -85,9 +85,9 @@ def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
     from ..tasks import load_tasks, smallest_tasks
 
     if options.data and options.challenges:
-        raise SimulationError("pass either --data or --challenges, not both")
+        raise SimulationError("pass either `data` or `challenges`, not both")
     if options.solutions and not options.challenges:
-        raise SimulationError("--solutions goes with --challenges; a --data source carries its own solutions")
+        raise SimulationError("`solutions` goes with `challenges`; a `data` source carries its own solutions")
     smallest = options.smallest
     if options.challenges:
         source = options.challenges
@@ -99,7 +99,7 @@ def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
         tasks = load_tasks(source).tasks
     if smallest is not None:
         if smallest < 1:
-            raise SimulationError(f"--smallest {smallest}: pass at least 1")
+            raise SimulationError(f"`smallest` {smallest}: pass at least 1")
         tasks = smallest_tasks(tasks, smallest)
         source = f"{source} ({smallest} smallest)"
     if not tasks:
@@ -141,24 +141,23 @@ def _check_options(options: SimulationOptions, tasks: list[Task]) -> None:
     for name in ("budget_s", "ram_gb", "disk_gb", "workers"):
         value = getattr(options, name)
         if value is not None and value <= 0:
-            flag = "--" + name.removesuffix("_s").replace("_", "-")
-            raise SimulationError(f"{flag} {value}: must be positive")
+            raise SimulationError(f"`{name}` {value}: must be positive")
     if options.kill_worker_after_s is not None and options.kill_worker_after_s < 0:
-        raise SimulationError(f"--kill-worker-after {options.kill_worker_after_s}: must be 0 or more seconds")
+        raise SimulationError(f"`kill_worker_after_s` {options.kill_worker_after_s}: must be 0 or more seconds")
     ids = {t.id for t in tasks}
     engine_task = options.fail_engine if options.fail_engine != ENGINE_START else None
-    for flag, task_id in (("--fail-task", options.fail_task), ("--nan-loss", options.nan_loss),
-                          ("--fail-engine", engine_task), ("--stall-task", options.stall_task)):  # fmt: skip
+    for name, task_id in (("fail_task", options.fail_task), ("nan_loss", options.nan_loss),
+                          ("fail_engine", engine_task), ("stall_task", options.stall_task)):  # fmt: skip
         if task_id and task_id not in ids:
             raise SimulationError(
-                f"{flag} {task_id}: not among the simulated tasks ({', '.join(sorted(ids)[:5])}, ...)"
+                f"`{name}` {task_id}: not among the simulated tasks ({', '.join(sorted(ids)[:5])}, ...)"
             )
     if options.config is not None:
         from ..config import load_config
 
         load_config(options.config)  # a bad config fails here, not hours into the kernel
     if options.wheels is not None and not Path(options.wheels).is_dir():
-        raise SimulationError(f"{options.wheels}: --wheels is not a folder; pass the folder of .whl files")
+        raise SimulationError(f"{options.wheels}: `wheels` is not a folder; pass the folder of .whl files")
 
 
 def choose_mode(options: SimulationOptions) -> tuple[str, str]:
@@ -243,7 +242,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
 
     kernel = Path(options.kernel) if options.kernel else default_kernel()
     if not kernel.is_file():
-        raise SimulationError(f"{kernel}: kernel script not found; pass --kernel FILE")
+        raise SimulationError(f"{kernel}: kernel script not found; pass `kernel` FILE")
     kernel = kernel.resolve()
     profile = load_competition(options.competition)
     source, tasks = select_tasks(options)
@@ -255,9 +254,9 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         kill_worker_after_s=options.kill_worker_after_s,
     )
     if options.bundle is not None and (options.kernel or options.wheels):
-        raise SimulationError("--bundle brings its own kernel and wheels; drop --kernel/--wheels or --bundle")
+        raise SimulationError("`bundle` brings its own kernel and wheels; drop `kernel`/`wheels` or `bundle`")
     if options.over_image is not None and options.bundle is None:
-        raise SimulationError(f"over_image {options.over_image!r} needs a bundle: pass --bundle as well")
+        raise SimulationError(f"`over_image` {options.over_image!r} needs a bundle: pass `bundle` as well")
     if options.model is None and options.bundle is None:
         raise SimulationError("no model folder and no bundle (which brings its own) given; give one of them")
     model_dir = model_folder(options.model) if options.model is not None else None

@@ -102,12 +102,12 @@ def clear_out(out: Path) -> None:
     """Make ``out`` ready for a run: create it, or remove what a previous simulation
     left there; refuse a folder that holds anything else."""
     if out.exists() and not out.is_dir():
-        raise SimulationError(f"{out}: --out is a file; pass a folder")
+        raise SimulationError(f"{out}: `out` is a file; pass a folder")
     out.mkdir(parents=True, exist_ok=True)
     foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
     if foreign:
         raise SimulationError(
-            f"{out}: holds files the simulator did not write ({', '.join(foreign[:3])}); pass an empty or new --out folder"
+            f"{out}: holds files the simulator did not write ({', '.join(foreign[:3])}); pass an empty or new `out` folder"
         )
     for name in OWN_ENTRIES:
         path = out / name
@@ -161,7 +161,7 @@ def build_tree(
     if wheels is not None:
         names = _link_entries(wheels, layout.wheels, keep=is_wheels_dataset_file)
         if not any(name.endswith(".whl") for name in names):
-            raise SimulationError(f"{wheels}: no .whl files in the --wheels folder; pass the folder that holds them")
+            raise SimulationError(f"{wheels}: no .whl files in the `wheels` folder; pass the folder that holds them")
         built["wheels"] = {"source": str(wheels), "files": names}
     layout.working.mkdir(parents=True)
     layout.temp.mkdir(parents=True)
