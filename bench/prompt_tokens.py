@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from arcsub.config import PromptConfig
 from arcsub.encoding import all_codecs
+from arcsub.models import resolve_model
 from arcsub.models.loading import load_tokenizer
 from arcsub.prompts import ChatMLRenderer, PromptBuilder
 from arcsub.tasks import load_tasks
@@ -88,7 +89,7 @@ def main() -> int:
     tasks = load_tasks(args.data).tasks
     items = [(task, i) for task in tasks for i in range(len(task.test))]
     bounds = [lower_bound(task, i) for task, i in items]
-    tokenizers = [("SmolLM2", load_tokenizer("default"))]
+    tokenizers = [("SmolLM2", load_tokenizer(resolve_model("default")))]
     try:
         tokenizers.append(("Qwen2.5-style", QwenTiktokenTokenizer()))
     except Exception as exc:  # the optional package may be absent; say so in the table

@@ -16,6 +16,7 @@ import time
 
 from arcsub.config import load_config
 from arcsub.finetune import load_for_training, train_task
+from arcsub.models import resolve_model
 from arcsub.tasks import load_tasks
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     for scale in args.scales:
         finetune = dataclasses.replace(base.finetune, precision="fp16", scaler_init_scale=scale, steps=args.steps)
         config = dataclasses.replace(base, finetune=finetune)
-        model, tokenizer = load_for_training(args.model, config, device=args.device)
+        model, tokenizer = load_for_training(resolve_model(args.model), config, device=args.device)
         started = time.time()
         result = train_task(model, tokenizer, task, config, max_steps=args.steps, progress=False)
         loss = f"{result.losses[-1]:.3f}" if result.losses else "-"

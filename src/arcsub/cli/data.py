@@ -70,9 +70,9 @@ def cmd_encode(args) -> int:
     task = one_task(args.task, args.task_id)
     tokenizer = None
     if args.tokenizer != "none":
-        from ..models import load_tokenizer
+        from ..models import load_tokenizer, resolve_model
 
-        tokenizer = load_tokenizer(args.tokenizer)
+        tokenizer = load_tokenizer(resolve_model(args.tokenizer))
     config = PromptConfig(codec=args.encoder, max_seq_len=args.max_seq_len, drop_order=args.drop_order)
     builder = PromptBuilder(config, tokenizer)
     aug = Augmentation.parse(args.augmentation)
