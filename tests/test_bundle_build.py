@@ -81,7 +81,7 @@ def test_build_writes_three_valid_upload_folders(tmp_path, model_copy, config_fi
 
 
 def test_the_l4_profile_asks_for_the_l4_machine(tmp_path, model_copy):
-    build_bundle(options(tmp_path, model_copy, profile="arc-prize-2025"), echo=lambda _: None)
+    build_bundle(options(tmp_path, model_copy, competition="arc-prize-2025"), echo=lambda _: None)
     meta = json.loads((tmp_path / "build" / "kaggle" / "kernel" / "kernel-metadata.json").read_text())
     assert meta["machine_shape"] == "NvidiaL4" and meta["competition_sources"] == ["arc-prize-2025"]
 

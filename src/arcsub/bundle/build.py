@@ -37,7 +37,7 @@ class BuildOptions:
     out: Path = DEFAULT_BUILD
     model: Path | None = None  # a prepared model folder (the command line resolves names such as default)
     config: Path | None = None  # copied to model/arcsub.toml
-    profile: str | None = None  # competition profile (default: arc-prize-2024)
+    competition: str | None = None  # competition profile (default: arc-prize-2024)
     owner: str | None = None  # Kaggle username (default: from the Kaggle credentials)
     wheels_slug: str = WHEELS_DATASET
     model_slug: str = "arcsub-model"
@@ -180,15 +180,15 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
             f"{requirements_path(target, root)}: no pinned set for target {target.name}; "
             f"lock it first (arcsub bundle lock --target {target.name})"
         )
-    profile = load_competition(options.profile)
+    competition = load_competition(options.competition)
     owner = options.owner or kaggle_username()
     if owner is None:
         owner = PLACEHOLDER_OWNER
         echo(f"no Kaggle username found (KAGGLE_USERNAME, ~/.kaggle/kaggle.json): ids use {owner!r}; "
              "pass --owner before pushing")  # fmt: skip
-    kernel_slug = options.kernel_slug or f"arcsub-{profile.slug}"
+    kernel_slug = options.kernel_slug or f"arcsub-{competition.slug}"
     out = Path(options.out)
-    echo(f"building the {target.name} bundle in {out} (profile {profile.name}, owner {owner})")
+    echo(f"building the {target.name} bundle in {out} (profile {competition.name}, owner {owner})")
 
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(prefix="arcsub-build-") as scratch:
         arcsub_wheel = build_arcsub_wheel(root, Path(scratch), echo=echo)
@@ -210,8 +210,8 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
             owner=owner,
             slug=kernel_slug,
             title=kernel_slug.replace("-", " "),  # Kaggle names a new kernel after its title's slug
-            machine_shape=profile.machine.shape,
-            competition=profile.slug,
+            machine_shape=competition.machine.shape,
+            competition=competition.slug,
             dataset_sources=[f"{owner}/{options.wheels_slug}", f"{owner}/{options.model_slug}"],
         )
         write_kernel(tmp / KERNEL, root, kernel_meta)
@@ -225,7 +225,7 @@ def build_bundle(options: BuildOptions, *, echo: Callable[[str], None] | None = 
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "arcsub_wheel": arcsub_wheel.name,
             "git_commit": git_commit(root),
-            "profile": profile.name,
+            "profile": competition.name,
             "owner": owner,
             "model_source": str(model_source),
             "config": str(options.config) if options.config else None,

@@ -20,7 +20,7 @@ def cmd_build(args) -> int:
         out=Path(args.out),
         model=resolve_model(args.model),
         config=Path(args.config) if args.config else None,
-        profile=args.profile,
+        competition=args.profile,
         owner=args.owner,
         download=not args.no_download,
     )

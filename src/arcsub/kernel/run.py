@@ -75,17 +75,17 @@ def choose_competition(request: RunRequest, competition_dir: Path) -> Competitio
     return load_competition(DEFAULT_COMPETITION)
 
 
-def fit_to_machine(config: Config, profile: Competition) -> Config:
+def fit_to_machine(config: Config, competition: Competition) -> Config:
     """The settings the profile's machine decides: the engine's memory share beside
     training, eager mode on small cards (CUDA graphs cost memory), one task per call."""
-    machine = profile.machine
+    machine = competition.machine
     if config.finetune.method != "lora":
         raise KernelError("finetune.method = 'full' cannot run in the kernel (one adapter per task); use lora")
     inference = dataclasses.replace(config.inference, tasks_per_call=1)
     if machine.accelerator == "cuda":
         inference = dataclasses.replace(
             inference,
-            gpu_memory_utilization=profile.plan.vllm_memory_share,
+            gpu_memory_utilization=competition.plan.vllm_memory_share,
             enforce_eager=inference.enforce_eager or machine.gpu_memory_gb < 20,
         )
     elif inference.kv_cache_gib is None:
@@ -99,12 +99,12 @@ def on_the_cpu(config: Config) -> Config:
     return dataclasses.replace(config, inference=dataclasses.replace(config.inference, backend="transformers"))
 
 
-def with_checkpointing_if_needed(config: Config, profile: Competition, model_dir: Path) -> Config:
+def with_checkpointing_if_needed(config: Config, competition: Competition, model_dir: Path) -> Config:
     """Gradient checkpointing on when the longest training step would not fit beside the
     engine's share of a GPU (``plan.checkpointing_needed``); said in one line."""
-    machine = profile.machine
+    machine = competition.machine
     why = checkpointing_needed(
-        read_config(model_dir), config, machine.gpu_memory_gb, 1 - profile.plan.vllm_memory_share
+        read_config(model_dir), config, machine.gpu_memory_gb, 1 - competition.plan.vllm_memory_share
     )
     if why is None:
         return config
@@ -138,7 +138,7 @@ class Placement:
 
 
 def place_workers(
-    profile: Competition,
+    competition: Competition,
     config: Config,
     mode: str,
     workers: int,
@@ -149,14 +149,14 @@ def place_workers(
     """One worker per usable GPU with the engine settings its generation needs; on a
     GPU profile whose GPUs torch cannot use, the smoke run stops (``GpuUnusableError``:
     the user must see it) and a scoring rerun goes on with CPU workers."""
-    device = profile.machine.accelerator
+    device = competition.machine.accelerator
     if device != "cuda":
         return Placement(device, workers, config, environ)
     problem = None
     cuda: dict = {}
     if not gpus:
         problem = (
-            f"profile {profile.name} runs on {profile.machine.gpus}x {profile.machine.gpu_name}, but nvidia-smi "
+            f"profile {competition.name} runs on {competition.machine.gpus}x {competition.machine.gpu_name}, but nvidia-smi "
             "finds no GPU: attach the accelerator, or choose a CPU profile (local-cpu)"
         )
     else:
@@ -175,7 +175,7 @@ def place_workers(
     if len(gpus) < workers:
         log.warning("%d GPU(s) found, the profile expects %d: one worker per GPU found", len(gpus), workers)
         workers = len(gpus)
-    engine_env = engine_environment(cuda.get("capability") or profile.machine.compute_capability)
+    engine_env = engine_environment(cuda.get("capability") or competition.machine.compute_capability)
     return Placement("cuda", workers, config, {**engine_env, **environ})  # a setting the user made wins
 
 
