@@ -258,7 +258,7 @@ def test_over_image_errors_name_the_option_and_the_fix(tmp_path, monkeypatch, ca
 def test_simulating_over_an_image_needs_a_bundle(tmp_path):
     from arcsub.simulate import SimulationError, SimulationOptions, simulate
 
-    with pytest.raises(SimulationError, match="needs a bundle: pass --bundle"):
+    with pytest.raises(SimulationError, match="needs a bundle: pass `bundle`"):
         simulate(SimulationOptions(out=tmp_path / "sim", over_image="kaggle"), echo=lambda _: None)
 
 

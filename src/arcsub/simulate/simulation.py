@@ -16,7 +16,7 @@ from ..console import say
 from ..io import folder_bytes, write_json_atomic
 from ..kernel import RUN_REQUEST_FILE, RunRequest
 from ..tasks import Task
-from .bundle import bundle_inputs
+from .bundle import BundleInputs, bundle_inputs
 from .report import failures, final_lines, judge_submission, read_kernel_report
 from .runner import (
     NAMESPACE_FLAGS,
@@ -234,34 +234,43 @@ def _launch(mode: str, layout: Layout, kernel: Path, env: dict, limits: Limits, 
     return Launch(mode, argv, layout.working, env, watch_disk=layout.working, file_size_limit=limits.disk_bytes)
 
 
-def simulate(options: SimulationOptions, *, echo=say) -> dict:
-    """Run ``options.kernel`` as Kaggle would; returns the report also written to
-    ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
-    from ..competitions import load_competition
-    from ..models import model_folder
-
-    kernel = Path(options.kernel) if options.kernel else default_kernel()
-    if not kernel.is_file():
-        raise SimulationError(f"{kernel}: kernel script not found; pass `kernel` FILE")
-    kernel = kernel.resolve()
-    profile = load_competition(options.competition)
-    source, tasks = select_tasks(options)
-    _check_options(options, tasks)
-    limits = Limits(
-        budget_s=float(options.budget_s or profile.time_limit_s),
-        ram_bytes=int((options.ram_gb or profile.machine.ram_gb) * 2**30),
-        disk_bytes=NO_SPACE_BYTES if options.no_space else int((options.disk_gb or profile.working_disk_gb) * 2**30),
+def simulation_limits(options: SimulationOptions, competition) -> Limits:
+    """The competition's limits, or what the options set instead."""
+    disk_gb = options.disk_gb or competition.working_disk_gb
+    return Limits(
+        budget_s=float(options.budget_s or competition.time_limit_s),
+        ram_bytes=int((options.ram_gb or competition.machine.ram_gb) * 2**30),
+        disk_bytes=NO_SPACE_BYTES if options.no_space else int(disk_gb * 2**30),
         kill_worker_after_s=options.kill_worker_after_s,
     )
+
+
+def _check_sources(options: SimulationOptions) -> None:
+    """What the kernel, its Python and its model come from: a bundle, or the parts."""
     if options.bundle is not None and (options.kernel or options.wheels):
         raise SimulationError("`bundle` brings its own kernel and wheels; drop `kernel`/`wheels` or `bundle`")
     if options.over_image is not None and options.bundle is None:
         raise SimulationError(f"`over_image` {options.over_image!r} needs a bundle: pass `bundle` as well")
     if options.model is None and options.bundle is None:
         raise SimulationError("no model folder and no bundle (which brings its own) given; give one of them")
-    model_dir = model_folder(options.model) if options.model is not None else None
-    mode, why = choose_mode(options)
-    layout = Layout(Path(options.out).resolve(), profile.slug)
+
+
+@dataclass
+class Staged:
+    """The Kaggle-like tree built: the kernel to run and its Python, the bundle it came
+    from (None: the working tree's), and the tree's description."""
+
+    kernel: Path
+    python: str
+    bundle: BundleInputs | None
+    tree: dict
+
+
+def stage(
+    options: SimulationOptions, layout: Layout, tasks: list[Task], kernel: Path, model_dir: Path | None
+) -> Staged:
+    """OUT cleared, the bundle (if any) unpacked, the input tree built around the model
+    (``model_dir``, else the bundle's)."""
     clear_out(layout.out)
     python, wheels, bundle = sys.executable, options.wheels, None
     if options.bundle is not None:
@@ -271,14 +280,23 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         say(f"bundle {options.bundle}: built {bundle.manifest['built_at']} from {bundle.manifest['git_commit']}; "
             "the kernel installs arcsub from its wheels")  # fmt: skip
     tree = build_tree(layout, tasks, model_dir, config=options.config, wheels=wheels, placeholder=options.placeholder)
-    request = run_request(options, profile.name, limits.budget_s)
-    request.write(layout.input / RUN_REQUEST_FILE)
-    env = kernel_env(options)
-    launch = _launch(mode, layout, kernel, env, limits, python)
-    table = enforcement(mode, limits, launch.file_size_limit is not None)
+    return Staged(kernel, python, bundle, tree)
 
+
+def announce(
+    options: SimulationOptions,
+    kernel: Path,
+    tasks: list[Task],
+    source: str,
+    competition,
+    limits: Limits,
+    mode: str,
+    why: str,
+    layout: Layout,
+) -> None:
+    """What is simulated, and what this machine cannot enforce, one line each."""
     say(
-        f"simulating {kernel.name} on {len(tasks)} task(s) from {source}: profile {profile.name}, "
+        f"simulating {kernel.name} on {len(tasks)} task(s) from {source}: profile {competition.name}, "
         f"budget {limits.budget_s:g} s, RAM {limits.ram_bytes / 2**30:g} GiB, working disk "
         f"{limits.disk_bytes / 2**30:g} GiB" + (" (--no-space: 1 MiB)" if options.no_space else "")
     )
@@ -291,23 +309,49 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         say("disk: a watcher kills the kernel when the working folder outgrows the limit (no tmpfs)")
     say(f"kernel output: {layout.kernel_log}")
 
+
+def simulate(options: SimulationOptions, *, echo=say) -> dict:
+    """Run ``options.kernel`` as Kaggle would; returns the report also written to
+    ``OUT/simulation.json`` (``report["passed"]``: whether Kaggle would accept the run)."""
+    from ..competitions import load_competition
+    from ..models import model_folder
+
+    kernel = Path(options.kernel) if options.kernel else default_kernel()
+    if not kernel.is_file():
+        raise SimulationError(f"{kernel}: kernel script not found; pass `kernel` FILE")
+    kernel = kernel.resolve()
+    competition = load_competition(options.competition)
+    source, tasks = select_tasks(options)
+    _check_options(options, tasks)
+    limits = simulation_limits(options, competition)
+    _check_sources(options)
+    model_dir = model_folder(options.model) if options.model is not None else None
+    mode, why = choose_mode(options)
+    layout = Layout(Path(options.out).resolve(), competition.slug)
+    staged = stage(options, layout, tasks, kernel, model_dir)
+    request = run_request(options, competition.name, limits.budget_s)
+    request.write(layout.input / RUN_REQUEST_FILE)
+    env = kernel_env(options)
+    launch = _launch(mode, layout, staged.kernel, env, limits, staged.python)
+    table = enforcement(mode, limits, launch.file_size_limit is not None)
+    announce(options, staged.kernel, tasks, source, competition, limits, mode, why, layout)
+
     record = launch_kernel(launch, limits, log_path=layout.kernel_log, echo=echo, note=say)
     submission = judge_submission(layout.working / "submission.json", tasks)
-    disk_used = folder_bytes(layout.working)
     report = {
-        "kernel": str(kernel),
+        "kernel": str(staged.kernel),
         "mode": mode,
         "mode_reason": why,
-        "profile": profile.name,
-        "slug": profile.slug,
+        "profile": competition.name,
+        "slug": competition.slug,
         "tasks": {
             "source": source,
             "count": len(tasks),
             "test_inputs": sum(len(t.test) for t in tasks),
             "ids": [t.id for t in tasks],
         },
-        "tree": tree,
-        "bundle": None if bundle is None else {"path": str(options.bundle), **bundle.manifest},
+        "tree": staged.tree,
+        "bundle": None if staged.bundle is None else {"path": str(options.bundle), **staged.bundle.manifest},
         "limits": {
             "budget_s": limits.budget_s,
             "ram_bytes": limits.ram_bytes,
@@ -317,16 +361,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         "run_request": {k: v for k, v in dataclasses.asdict(request).items() if v is not None},
         "environment": {k: env[k] for k in (*KERNEL_VARS, "PYTHONUNBUFFERED") if k in env},
         "enforcement": table,
-        "run": {
-            "exit_code": record.exit_code,
-            "elapsed_s": record.elapsed_s,
-            "killed": record.killed,
-            "peak_ram_bytes": record.peak_ram_bytes,
-            "disk_used_bytes": disk_used,
-            "peak_disk_bytes": record.peak_disk_bytes,
-            "left_running": record.left_running,
-            "sandbox": record.sandbox or None,
-        },
+        "run": run_record(record, mode, folder_bytes(layout.working)),
         "faults": {
             "kill_worker": record.kill_worker,
             "fail_task": options.fail_task,
@@ -339,11 +374,26 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
         "kernel_report": read_kernel_report(layout.working / "report.json"),
         "report_path": str(layout.report),
     }
-    if mode == "namespace" and "working_used_bytes" in record.sandbox:
-        report["run"]["tmpfs_used_bytes"] = record.sandbox["working_used_bytes"]
     report["failures"] = failures(record, submission, placeholder=options.placeholder)
     report["passed"] = not report["failures"]
     write_json_atomic(layout.report, report, indent=1)
     for line in final_lines(report):
         say(line)
     return report
+
+
+def run_record(record, mode: str, disk_used: int) -> dict:
+    """What the run did: exit, time, kills, peaks, what it left running."""
+    run = {
+        "exit_code": record.exit_code,
+        "elapsed_s": record.elapsed_s,
+        "killed": record.killed,
+        "peak_ram_bytes": record.peak_ram_bytes,
+        "disk_used_bytes": disk_used,
+        "peak_disk_bytes": record.peak_disk_bytes,
+        "left_running": record.left_running,
+        "sandbox": record.sandbox or None,
+    }
+    if mode == "namespace" and "working_used_bytes" in record.sandbox:
+        run["tmpfs_used_bytes"] = record.sandbox["working_used_bytes"]
+    return run
