@@ -135,7 +135,7 @@ def test_check_context_cli(replica, tmp_path, capsys):
 def test_settings_are_checked():
     from arcsub.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--samples 0"):
+    with pytest.raises(ConfigError, match="`samples` 0"):
         Settings(model="default", lengths=(1024,), samples=0)
-    with pytest.raises(ConfigError, match="--lengths"):
+    with pytest.raises(ConfigError, match="`lengths`"):
         Settings(model="default", lengths=(), samples=1)

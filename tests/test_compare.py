@@ -190,7 +190,7 @@ def test_significance_needs_both_tests():
 
 
 def test_resamples_must_be_positive():
-    with pytest.raises(ArcsubError, match="--resamples 0"):
+    with pytest.raises(ArcsubError, match="`resamples` 0"):
         paired_statistics([1], [0], resamples=0)
 
 

@@ -61,7 +61,7 @@ def test_the_manifest_round_trips_and_a_broken_one_is_named(tmp_path):
 def test_the_guard_refuses_unless_told(tmp_path):
     write_training_manifest(tmp_path, manifest_of("arc2/training"))
     tasks = load_tasks("arc1/evaluation[:20]").tasks
-    with pytest.raises(LeakageError, match=r"trained on 20 of these 20 tasks \(20 by id, .*--allow-overlap"):
+    with pytest.raises(LeakageError, match=r"trained on 20 of these 20 tasks \(20 by id, .*`allow_overlap`"):
         guard_evaluation(tasks, tmp_path)
     assert len(guard_evaluation(tasks, tmp_path, allow_overlap=True)) == 20
     assert guard_evaluation(tasks, tmp_path / "no-manifest") == []

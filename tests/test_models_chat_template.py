@@ -94,7 +94,7 @@ def test_a_generation_prompt_off_the_token_boundary_is_refused():
 
 def test_existing_template_needs_replace(replica, tmp_path):
     src = replica("Qwen2.5-0.5B-Instruct")
-    with pytest.raises(ModelPreparationError, match="already has a chat template; pass --replace"):
+    with pytest.raises(ModelPreparationError, match="already has a chat template; pass `replace`"):
         add_chat_template(src, tmp_path / "again")
     result = add_chat_template(src, tmp_path / "again", replace=True)
     assert result.changes.added == [] and result.resized_from == result.resized_to

@@ -97,7 +97,7 @@ def test_bad_tasks_are_all_reported_with_file_task_pair_and_row(tmp_path):
     with pytest.raises(TaskFormatError) as caught:
         load_tasks(str(path))
     text = str(caught.value)
-    assert "3 invalid task(s)" in text and "--skip-invalid" in text
+    assert "3 invalid task(s)" in text and "`skip_invalid`" in text
     assert f"{path}: task bbbb train[1].input row 1: has 2 cells but row 0 has 1" in text
     assert "task cccc: has no train pairs" in text
     assert "task dddd train[0]: every train pair needs an 'output' grid" in text

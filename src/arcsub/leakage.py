@@ -139,6 +139,6 @@ def guard_evaluation(tasks: Sequence[Task], model_dir: str | Path, *, allow_over
         raise LeakageError(
             f"{model_dir} was trained on {len(seen)} of these {len(tasks)} tasks ({by_id} by id, "
             f"{len(seen) - by_id} as copies under another id; trained on {', '.join(manifest.sources)}): "
-            "its score on them would measure memory; evaluate on held-out tasks, or pass --allow-overlap"
+            "its score on them would measure memory; evaluate on held-out tasks, or pass `allow_overlap`"
         )
     return seen

@@ -300,7 +300,7 @@ def load_tasks(source: str, *, solutions: str | None = None, skip_invalid: bool 
         except TaskFormatError as exc:
             problems.append(str(exc))
     if problems and not skip_invalid:
-        head = f"{origin}: {len(problems)} invalid task(s); fix them or pass --skip-invalid to load the rest"
+        head = f"{origin}: {len(problems)} invalid task(s); fix them or pass `skip_invalid` to load the rest"
         raise TaskFormatError("\n".join([head, *("  " + p for p in problems)]))
     return TaskSet(source=source, tasks=tasks, invalid=problems)
 

@@ -58,13 +58,13 @@ class Settings:
 
     def __post_init__(self):
         if not self.lengths or min(self.lengths) < 16:
-            raise ConfigError(f"--lengths {list(self.lengths)}: give token counts of at least 16")
+            raise ConfigError(f"`lengths` {list(self.lengths)}: give token counts of at least 16")
         if self.samples < 1:
-            raise ConfigError(f"--samples {self.samples}: must be at least 1")
+            raise ConfigError(f"`samples` {self.samples}: must be at least 1")
         if self.finetune_steps < 0:
-            raise ConfigError(f"--finetune-steps {self.finetune_steps}: must not be negative")
+            raise ConfigError(f"`finetune_steps` {self.finetune_steps}: must not be negative")
         if self.compare_rope_theta is not None and self.compare_rope_theta <= 0:
-            raise ConfigError(f"--compare-rope-theta {self.compare_rope_theta:g}: must be positive")
+            raise ConfigError(f"`compare_rope_theta` {self.compare_rope_theta:g}: must be positive")
 
 
 @dataclass(frozen=True)

@@ -187,10 +187,10 @@ def check_fp16(
     tokenizer = load_tokenizer(model_path)
     prompt_ids = arc_prompt_ids(tokenizer, source, max_tokens, prompts)
     if not prompt_ids:
-        raise ModelPreparationError(f"{source}: no task fits {max_tokens} tokens; raise --max-tokens")
+        raise ModelPreparationError(f"{source}: no task fits {max_tokens} tokens; raise `max_tokens`")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if method not in METHODS:
-        raise ConfigError(f"--method {method}: choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"`method` {method}: choose one of {', '.join(METHODS)}")
     reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
     half = copy.deepcopy(reference).half() if method != "emulated" else None
     method, reason = choose_method(reference, half, method, device, len(tokenizer))

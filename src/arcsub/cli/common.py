@@ -30,18 +30,28 @@ _PROFILE_FLAGS = {
     "prompt_tokens": "--prompt-tokens", "answer_tokens": "--answer-tokens", "backend": "--backend",
     "precision": "--precision", "device": "--device", "measure": "--measure",
 }  # fmt: skip
+_MODEL_FLAGS = {
+    "max_len": "--max-len", "rope_theta": "--rope-theta", "scaling": "--rope-scaling", "factor": "--factor",
+    "template": "--template", "replace": "--replace", "lengths": "--lengths", "samples": "--samples",
+    "finetune_steps": "--finetune-steps", "compare_rope_theta": "--compare-rope-theta", "max_tokens": "--max-tokens",
+    "method": "--method",
+}  # fmt: skip
+# Settings whose flag is the same in every command that has it.
+COMMON_FLAGS = {"skip_invalid": "--skip-invalid", "allow_overlap": "--allow-overlap"}
 SETTING_FLAGS: dict[str, dict[str, str]] = {
     "simulate": _SIMULATE_FLAGS,
     "bundle": {"bundle": "--build", "budget_s": "--budget", "over_image": "--over-image"},
     "evaluate": _EVALUATE_FLAGS,
     "profile": _PROFILE_FLAGS,
+    "model": _MODEL_FLAGS,
+    "compare": {"resamples": "--resamples"},
 }
 SETTING = re.compile(r"`([A-Za-z_]\w*)`")
 
 
 def user_message(error: ArcsubError, command: str | None) -> str:
     """The error's message with each setting it names shown as ``command``'s flag."""
-    flags = SETTING_FLAGS.get(command or "", {})
+    flags = COMMON_FLAGS | SETTING_FLAGS.get(command or "", {})
     return SETTING.sub(lambda m: flags.get(m[1], m[0]), str(error))
 
 

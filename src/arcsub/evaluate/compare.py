@@ -226,7 +226,7 @@ def paired_statistics(
     if len(a_scores) != len(b_scores) or not a_scores:
         raise ValueError("paired scores need the same, non-zero number of tasks")
     if resamples < 1:
-        raise EvaluationError(f"--resamples {resamples}: expected at least 1 (10000 gives a stable 95% interval)")
+        raise EvaluationError(f"`resamples` {resamples}: expected at least 1 (10000 gives a stable 95% interval)")
     differences = [x - y for x, y in zip(a_scores, b_scores, strict=True)]
     means = bootstrap_means(differences, seed=seed, resamples=resamples)
     low, high = np.percentile(means, [2.5, 97.5])

@@ -88,7 +88,7 @@ def get_template(name: str) -> ChatTemplate:
     try:
         return TEMPLATES[name]
     except KeyError:
-        raise ModelPreparationError(f"--template {name}: unknown; choose one of {', '.join(TEMPLATES)}") from None
+        raise ModelPreparationError(f"`template` {name}: unknown; choose one of {', '.join(TEMPLATES)}") from None
 
 
 def _single_token_id(tokenizer, marker: str) -> int:
@@ -227,7 +227,7 @@ def add_chat_template(
     tokenizer = AutoTokenizer.from_pretrained(src)
     if getattr(tokenizer, "chat_template", None) and not replace:
         raise ModelPreparationError(
-            f"{src}: the tokenizer already has a chat template; pass --replace to swap it for {chosen.name}"
+            f"{src}: the tokenizer already has a chat template; pass `replace` to swap it for {chosen.name}"
         )
     changes = prepare_tokenizer(tokenizer, chosen)
     check = verify_chat_template(tokenizer, chosen)  # before anything is written

@@ -94,26 +94,26 @@ def plan_rope(
             f"the model already uses {old['rope_type']} RoPE scaling; extend the original (unscaled) model instead"
         )
     if rope_theta is not None and scaling is not None:
-        raise ModelPreparationError("pass either --rope-theta or --rope-scaling, not both")
+        raise ModelPreparationError("pass either `rope_theta` or `scaling`, not both")
     theta = old.get("rope_theta")
     if scaling is None:
         if factor is not None:
-            raise ModelPreparationError("--factor needs --rope-scaling linear|dynamic|yarn")
+            raise ModelPreparationError("`factor` needs `scaling` linear|dynamic|yarn")
         if rope_theta is not None and rope_theta <= 0:
-            raise ModelPreparationError(f"--rope-theta {rope_theta}: must be positive")
+            raise ModelPreparationError(f"`rope_theta` {rope_theta}: must be positive")
         return {**old, "rope_type": "default", "rope_theta": rope_theta or theta}, max_len
     if scaling not in SCALINGS:
-        raise ModelPreparationError(f"--rope-scaling {scaling}: choose one of {', '.join(SCALINGS)}")
+        raise ModelPreparationError(f"`scaling` {scaling}: choose one of {', '.join(SCALINGS)}")
     factor = factor if factor is not None else max_len / window
     if factor <= 1:
-        raise ModelPreparationError(f"--factor {factor:g}: must be above 1 to extend a {window}-token window")
+        raise ModelPreparationError(f"`factor` {factor:g}: must be above 1 to extend a {window}-token window")
     params = {**old, "rope_type": scaling, "rope_theta": theta, "factor": float(factor)}  # keeps partial rotary
     if scaling == "yarn":
         params["original_max_position_embeddings"] = window
         return params, max_len
     if max_len > window * factor:
         raise ModelPreparationError(
-            f"--max-len {max_len} exceeds {window} × factor {factor:g} = {int(window * factor)}; raise --factor"
+            f"`max_len` {max_len} exceeds {window} × factor {factor:g} = {int(window * factor)}; raise `factor`"
         )
     return params, window  # linear/dynamic: the trained window stays, scaled by factor
 
@@ -170,11 +170,11 @@ def extend_context(
         raise ModelPreparationError(f"{src}/config.json: no max_position_embeddings; cannot tell today's window")
     if max_len < window:
         raise ModelPreparationError(
-            f"--max-len {max_len} is shorter than the model's window of {window} tokens; "
+            f"`max_len` {max_len} is shorter than the model's window of {window} tokens; "
             f"give a longer target (or use the model as it is)"
         )
     if max_len == window and rope_theta is None and scaling is None:
-        raise ModelPreparationError(f"--max-len {max_len} is already the window and no RoPE change was asked")
+        raise ModelPreparationError(f"`max_len` {max_len} is already the window and no RoPE change was asked")
     params, new_window = plan_rope(old, window, max_len, rope_theta, scaling, factor)
 
     notes = []
