@@ -90,7 +90,7 @@ def test_missing_competition_is_one_clear_error(tmp_path):
 def test_the_run_request_is_found_read_back_and_checked_by_field(tmp_path, eval_tasks):
     write_competition(tmp_path / "arc-prize-2024", eval_tasks[:2])
     assert find_inputs(tmp_path).run_request is None and read_run_request(None) == RunRequest()
-    asked = RunRequest(competition="local-cpu", budget_s=12.5, task_s=3, workers=2)
+    asked = RunRequest(competition="local-cpu", budget_s=12.5, task_s=3, workers=2, faults={"nan_loss": "t1"})
     path = asked.write(tmp_path / RUN_REQUEST_FILE)
     assert find_inputs(tmp_path).run_request == path and read_run_request(path) == asked
     path.write_text('{"budget": 30}')
@@ -106,6 +106,9 @@ def test_the_run_request_is_found_read_back_and_checked_by_field(tmp_path, eval_
         read_run_request(path)
     path.write_text("[1]")
     with pytest.raises(RunRequestError, match="arcsub-run.json: expected a JSON object"):
+        read_run_request(path)
+    path.write_text('{"faults": {"fail_tsk": "t1"}}')
+    with pytest.raises(RunRequestError, match="arcsub-run.json: faults = .*fail_tsk.*; expected task ids by fault"):
         read_run_request(path)
 
 
@@ -306,11 +309,19 @@ def kaggle_inputs(tmp_path_factory, tiny_llama_path, eval_tasks):
 
 
 def run_kernel_script(
-    root: Path, working: Path, budget: int, *, competition: str = "local-cpu", workers: int | None = None, **env
+    root: Path,
+    working: Path,
+    budget: int,
+    *,
+    competition: str = "local-cpu",
+    workers: int | None = None,
+    faults: dict[str, str] | None = None,
+    **env,
 ) -> subprocess.CompletedProcess:
     """kernel/main.py on ``root/input``, asked (arcsub-run.json) for ``competition``'s
-    machine, ``budget`` seconds and ``workers``."""
-    RunRequest(competition=competition, budget_s=budget, workers=workers).write(root / "input" / RUN_REQUEST_FILE)
+    machine, ``budget`` seconds, ``workers`` and the injected ``faults``."""
+    request = RunRequest(competition=competition, budget_s=budget, workers=workers, faults=faults or {})
+    request.write(root / "input" / RUN_REQUEST_FILE)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ARCSUB_", "KAGGLE_"))}
     environ |= {"KAGGLE_IS_COMPETITION_RERUN": "1"}
     environ |= env
@@ -325,7 +336,7 @@ def test_kernel_runs_survives_faults_and_resumes(kaggle_inputs, tmp_path):
     root, tasks = kaggle_inputs
     failing, nan_task, healthy = tasks[0].id, tasks[1].id, tasks[2].id
     working = tmp_path / "working"
-    done = run_kernel_script(root, working, budget=90, ARCSUB_FAULT_FAIL_TASK=failing, ARCSUB_FAULT_NAN_LOSS=nan_task)
+    done = run_kernel_script(root, working, budget=90, faults={"fail_task": failing, "nan_loss": nan_task})
     assert done.returncode == 0, done.stderr[-3000:]
     submission = load_submission(working / "submission.json")
     assert validate_submission(submission, tasks) == []
@@ -520,7 +531,7 @@ def test_a_task_whose_worker_hangs_keeps_the_votes_it_left_on_disk(kaggle_inputs
     hung = max(tasks, key=lambda t: (t.cells, t.id)).id  # the first assigned: longest first
     working = tmp_path / "working"
     with settings_with(root, "kernel", "grace_s = 1.0"), settings_with(root, "inference", "scoring = false"):
-        done = run_kernel_script(root, working, budget=45, workers=1, ARCSUB_FAULT_STALL_TASK=hung)
+        done = run_kernel_script(root, working, budget=45, workers=1, faults={"stall_task": hung})
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((working / "report.json").read_text())
     assert any(f["task"] == hung and "past its task's deadline" in f["what"] for f in report["faults"])
@@ -562,7 +573,7 @@ def test_an_engine_that_fails_at_start_leaves_the_workers_on_transformers(tmp_pa
     kernel = report["kernel_report"]
     assert kernel["tasks"]["by_model"] >= 1
     assert {w["backend"] for w in kernel["workers"]} == {"transformers"}
-    assert all("ARCSUB_FAULT_FAIL_ENGINE=start" in w["backend_reason"] for w in kernel["workers"])
+    assert all("fault fail_engine=start" in w["backend_reason"] for w in kernel["workers"])
     assert sum("the vllm engine failed" in f["what"] for f in kernel["faults"]) == 2  # once per worker
     assert "after vLLM failed" in kernel["summary"]
 
@@ -575,7 +586,7 @@ def test_an_engine_that_fails_in_a_task_hands_its_adapter_and_plan_to_transforme
     root, tasks = kaggle_inputs
     failing = max(tasks, key=lambda t: (t.cells, t.id)).id  # the first assigned: longest first
     working = tmp_path / "working"
-    done = run_kernel_script(root, working, budget=90, workers=1, ARCSUB_FAULT_FAIL_ENGINE=failing)
+    done = run_kernel_script(root, working, budget=90, workers=1, faults={"fail_engine": failing})
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((working / "report.json").read_text())
     first, second = report["workers"]
@@ -644,7 +655,7 @@ def test_a_smoke_run_whose_model_answers_no_task_fails(kaggle_inputs, tmp_path):
     working = tmp_path / "working"
     try:
         done = run_kernel_script(
-            root, working, budget=60, KAGGLE_IS_COMPETITION_RERUN="", ARCSUB_FAULT_FAIL_TASK=smallest
+            root, working, budget=60, KAGGLE_IS_COMPETITION_RERUN="", faults={"fail_task": smallest}
         )
     finally:
         evaluation.unlink()

@@ -69,7 +69,6 @@ def test_a_valid_submission_is_scored_and_the_kernel_never_sees_solutions(run, m
     monkeypatch.setenv("DUMMY_ANSWERS", str(answers))  # the first task answered right
     monkeypatch.setenv("DUMMY_PROBE", str(tmp_path / "out" / "expected"))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
-    monkeypatch.setenv("ARCSUB_FAULT_NAN_LOSS", "stale")
 
     report, working = run("valid.py", mode)
 
@@ -208,12 +207,13 @@ def test_the_kernel_gets_the_options_it_was_given(run, monkeypatch):
     )
 
     seen = read(working / "seen.json")
-    assert seen["env"] == {
-        "ARCSUB_FAULT_FAIL_TASK": first,
-        "ARCSUB_FAULT_NAN_LOSS": second,
-        "PYTHONUNBUFFERED": "1",
+    assert seen["env"] == {"PYTHONUNBUFFERED": "1"}
+    assert seen["run_request"] == {
+        "competition": "local-cpu",
+        "budget_s": 12.5,
+        "workers": 3,
+        "faults": {"fail_task": first, "nan_loss": second},
     }
-    assert seen["run_request"] == {"competition": "local-cpu", "budget_s": 12.5, "workers": 3}
     # a placeholder run has the public evaluation file beside the test file, as on Kaggle:
     # that is how the kernel tells it from the scoring rerun
     assert "competitions/arc-prize-2024/arc-agi_evaluation_challenges.json" in seen["inputs"]

@@ -103,16 +103,14 @@ def register(sub) -> None:
         "evaluation file beside the test file, no KAGGLE_IS_COMPETITION_RERUN (the kernel makes its smoke run)",
     )
     p.add_argument("--kill-worker-after", type=float, metavar="S", help="SIGKILL one kernel worker after S seconds")
-    p.add_argument("--fail-task", metavar="ID", help="ARCSUB_FAULT_FAIL_TASK: the kernel fails this task")
-    p.add_argument("--nan-loss", metavar="ID", help="ARCSUB_FAULT_NAN_LOSS: NaN loss while training this task")
+    p.add_argument("--fail-task", metavar="ID", help="fault: the kernel fails this task")
+    p.add_argument("--nan-loss", metavar="ID", help="fault: NaN loss while training this task")
     p.add_argument(
         "--fail-engine", nargs="?", const="start", metavar="ID",
-        help="ARCSUB_FAULT_FAIL_ENGINE: every vLLM engine fails at its start, or the engine serving task ID fails in "
+        help="fault: every vLLM engine fails at its start, or the engine serving task ID fails in "
         "its inference (the workers go on with the transformers backend)",
     )  # fmt: skip
-    p.add_argument(
-        "--stall-task", metavar="ID", help="ARCSUB_FAULT_STALL_TASK: the worker hangs after this task's inference"
-    )
+    p.add_argument("--stall-task", metavar="ID", help="fault: the worker hangs after this task's inference")
     p.add_argument("--no-space", action="store_true", help="a nearly full working folder (1 MiB)")
     p.add_argument(
         "--no-namespace", action="store_true", help="run without namespaces (as ARCSUB_SIMULATE_NO_NAMESPACE=1)"

@@ -16,11 +16,12 @@ merging), ``worker.py`` (one per GPU: engine, fine-tuning, inference per task),
 ``results.py`` (result files and the always-valid submission), ``report.py``.
 """
 
-from .inputs import INSTALL_PLAN, RUN_REQUEST_FILE, RunRequest, RunRequestError, read_run_request
+from .inputs import FAULTS, INSTALL_PLAN, RUN_REQUEST_FILE, RunRequest, RunRequestError, read_run_request
 from .run import KernelError, PreparedRun, kernel_main, prepare_run, profile_mode_requested, run_kernel
 from .stack import engine_environment
 
 __all__ = [
+    "FAULTS",
     "INSTALL_PLAN",
     "RUN_REQUEST_FILE",
     "KernelError",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ArcsubError
@@ -28,6 +28,9 @@ TEST_FILE = "arc-agi_test_challenges.json"
 EVALUATION_FILE = "arc-agi_evaluation_challenges.json"
 CONFIG_FILE = "arcsub.toml"
 RUN_REQUEST_FILE = "arcsub-run.json"
+# Faults the simulator injects (tests): fault -> the task id it strikes ("start" for
+# fail_engine: every vLLM engine's start); what each does: kernel/worker.py.
+FAULTS = ("fail_task", "nan_loss", "fail_engine", "stall_task")
 # Beside the wheels: what kernel/main.py removes from the image before installing them
 # (its INSTALL_FILE; that file cannot import this one, it runs before arcsub exists).
 INSTALL_PLAN = "arcsub-install.json"
@@ -52,6 +55,7 @@ class RunRequest:
     budget_s: float | None = None  # the time limit instead of the profile's
     task_s: float | None = None  # arcsub evaluate: the seconds each task gets on average
     workers: int | None = None  # worker processes instead of the profile's
+    faults: dict[str, str] = field(default_factory=dict)  # the simulator's injected faults (FAULTS)
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -69,13 +73,20 @@ class RunRequest:
         workers = self.workers
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             return f"workers = {workers!r}; expected a whole number, at least 1"
+        faults = self.faults
+        if not isinstance(faults, dict) or any(k not in FAULTS or not isinstance(v, str) for k, v in faults.items()):
+            return f"faults = {faults!r}; expected task ids by fault ({', '.join(FAULTS)})"
         return None
+
+    def to_dict(self) -> dict:
+        """The fields that are set (what the file holds)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
 
     def write(self, path: str | os.PathLike) -> Path:
         """The request as ``path`` (JSON; the fields that are set)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {k: v for k, v in asdict(self).items() if v is not None}, indent=1)
+        write_json_atomic(path, self.to_dict(), indent=1)
         return path
 
 

@@ -341,6 +341,7 @@ def solve(run: PreparedRun) -> dict:
         "results_dir": str(working / "arcsub" / "results"),
         "predictions_dir": str(temp / "predictions"),
         "adapters_dir": str(temp / "adapters"),
+        "faults": dict(run.request.faults),
     }
     record = None
     try:

@@ -21,6 +21,7 @@ class WorkerSpec:
     device: str  # cuda | cpu
     cores: list[int] = dataclasses.field(default_factory=list)  # CPU: the cores this worker uses
     backend: str | None = None  # overrides inference.backend (transformers after a vLLM failure)
+    faults: dict[str, str] = dataclasses.field(default_factory=dict)  # the run request's injected faults
 
     @classmethod
     def read(cls, path: str) -> WorkerSpec:

@@ -24,12 +24,12 @@ task, is reported as ``engine_failed``: the supervisor starts the worker again w
 goes on there with the same plan and adapter (``resume``).
 
 Faults for the simulator (``arcsub simulate --fail-task/--nan-loss/--fail-engine/--stall-task``)
-come in the environment: ``ARCSUB_FAULT_FAIL_TASK`` raises at the start of that task,
-``ARCSUB_FAULT_NAN_LOSS`` makes every logit of that task's training NaN (the training
-guard then restores the last good weights and stops), ``ARCSUB_FAULT_FAIL_ENGINE``
-fails the vLLM engine at its start (``start``), or the engine serving that task (a task
-id; whichever backend, so tests can take the fast one) in its inference,
-``ARCSUB_FAULT_STALL_TASK`` hangs the worker after that task's inference (a hung engine
+come in the run request's ``faults`` (``arcsub-run.json``, through the worker's spec):
+``fail_task`` raises at the start of that task, ``nan_loss`` makes every logit of that
+task's training NaN (the training guard then restores the last good weights and stops),
+``fail_engine`` fails the vLLM engine at its start (``start``), or the engine serving
+that task (a task id; whichever backend, so tests can take the fast one) in its
+inference, ``stall_task`` hangs the worker after that task's inference (a hung engine
 or CUDA kernel) until the supervisor kills it past the deadline.
 """
 
@@ -68,10 +68,6 @@ from .spec import WorkerSpec
 
 log = logging.getLogger("arcsub.kernel")
 
-FAULT_FAIL_TASK = "ARCSUB_FAULT_FAIL_TASK"
-FAULT_NAN_LOSS = "ARCSUB_FAULT_NAN_LOSS"
-FAULT_FAIL_ENGINE = "ARCSUB_FAULT_FAIL_ENGINE"
-FAULT_STALL_TASK = "ARCSUB_FAULT_STALL_TASK"
 ENGINE_FAILED_EXIT = 3  # the exit code of a worker whose inference engine failed
 
 
@@ -91,6 +87,10 @@ class Worker:
         self.costs = MeasuredCosts()
         self.fine_tune = self.config.kernel.fine_tunes
         self.model = self.tokenizer = self.initial = self.backend = None
+
+    def fault(self, name: str) -> str | None:
+        """The task id (or ``start``) an injected fault strikes; None without one."""
+        return self.spec.faults.get(name)
 
     def emit(self, event: str, **values) -> None:
         self.events.write(json.dumps({"event": event, "worker": self.spec.index, **values}) + "\n")
@@ -124,8 +124,8 @@ class Worker:
         lora_rank = training_lora_rank(self.config.finetune) if self.fine_tune else None
         vllm = self.config.inference.backend == "vllm"
         try:
-            if vllm and os.environ.get(FAULT_FAIL_ENGINE) == "start":
-                raise InjectedFault(f"the vLLM engine's start fails ({FAULT_FAIL_ENGINE}=start)")
+            if vllm and self.fault("fail_engine") == "start":
+                raise InjectedFault("the vLLM engine's start fails (fault fail_engine=start)")
             return make_backend(
                 self.spec.model_dir, self.config, [], lora_rank=lora_rank, device=self.spec.device, progress=False
             )  # fmt: skip
@@ -149,8 +149,8 @@ class Worker:
         task = self.tasks[task_id]
         started = time.time()
         reset_peak_memory(self.spec.device)
-        if os.environ.get(FAULT_FAIL_TASK) == task_id:
-            raise InjectedFault(f"{task_id}: fault injected by {FAULT_FAIL_TASK}")
+        if self.fault("fail_task") == task_id:
+            raise InjectedFault(f"{task_id}: fault injected (fail_task)")
         ask = self.inference_ask(task)
         adapter = None
         if resume:
@@ -171,8 +171,8 @@ class Worker:
                 adapter, stats["train"] = self.fine_tune_task(task, plan)
             self.emit("trained", task=task_id, adapter=adapter, plan=plan.to_dict(), train=stats.get("train"))
         report, infer_s = self.infer_task(task, plan, deadline, adapter, ask)
-        if os.environ.get(FAULT_STALL_TASK) == task_id:
-            log.warning("worker %d: %s: hanging until killed (%s)", self.spec.index, task_id, FAULT_STALL_TASK)
+        if self.fault("stall_task") == task_id:
+            log.warning("worker %d: %s: hanging until killed (fault stall_task)", self.spec.index, task_id)
             while True:
                 time.sleep(60)
         self.costs.record_inference(task.cells, report.work, ask.prompts)
@@ -207,10 +207,10 @@ class Worker:
             ),
         )
         began = time.time()
-        if os.environ.get(FAULT_FAIL_ENGINE) == task.id and not self.spec.backend:
+        if self.fault("fail_engine") == task.id and not self.spec.backend:
             # whatever the configured engine (so tests can use the fast one): the first
             # worker serving this task fails as a vLLM engine would
-            raise EngineFailure(f"{task.id}: the engine fails in inference ({FAULT_FAIL_ENGINE})")
+            raise EngineFailure(f"{task.id}: the engine fails in inference (fault fail_engine)")
         try:
             report = infer(
                 [task], self.spec.model_dir, self.tokenizer, config, Path(self.spec.predictions_dir) / task.id,
@@ -245,7 +245,7 @@ class Worker:
     def fine_tune_task(self, task, plan: TaskPlan):
         """Train as planned and save the adapter; returns (adapter folder or None, stats)."""
         restore_trainable(self.model, self.initial)
-        with nan_logits(self.model, os.environ.get(FAULT_NAN_LOSS) == task.id):
+        with nan_logits(self.model, self.fault("nan_loss") == task.id):
             result = train_task(
                 self.model, self.tokenizer, task, self.config,
                 deadline=plan.train_deadline, max_steps=plan.steps, progress=False,

@@ -3,7 +3,6 @@ profile's limits, judge what it left, write ``OUT/simulation.json``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ import arcsub
 
 from ..console import say
 from ..io import folder_bytes, write_json_atomic
-from ..kernel import RUN_REQUEST_FILE, RunRequest
+from ..kernel import FAULTS, RUN_REQUEST_FILE, RunRequest
 from ..tasks import Task
 from .bundle import BundleInputs, bundle_inputs
 from .report import failures, final_lines, judge_submission, read_kernel_report
@@ -36,15 +35,10 @@ DEFAULT_SMALLEST = 5  # with the default data only
 MOUNTPOINT = Path("/kaggle")
 NO_SPACE_BYTES = 1 << 20  # --no-space: room for a small submission, nothing much else
 PROXY_VARS = {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"}
-# Set by the simulator only: never inherited from the caller's environment. (The run's
-# competition, budget and workers go in the run request, arcsub-run.json, not here.)
-KERNEL_VARS = (
-    "KAGGLE_IS_COMPETITION_RERUN",
-    "ARCSUB_FAULT_FAIL_TASK",
-    "ARCSUB_FAULT_NAN_LOSS",
-    "ARCSUB_FAULT_FAIL_ENGINE",
-    "ARCSUB_FAULT_STALL_TASK",
-)
+# Kaggle's own signal, set by the simulator only: never inherited from the caller's
+# environment. (The run's competition, budget, workers and faults go in the run request,
+# arcsub-run.json, not here.)
+KERNEL_VARS = ("KAGGLE_IS_COMPETITION_RERUN",)
 ENGINE_START = "start"  # --fail-engine without a task: every vLLM engine start fails
 
 
@@ -109,13 +103,14 @@ def select_tasks(options: SimulationOptions) -> tuple[str, list[Task]]:
 
 def run_request(options: SimulationOptions, competition: str, budget_s: float) -> RunRequest:
     """What the kernel is asked for (``arcsub-run.json`` among its inputs)."""
-    return RunRequest(competition=competition, budget_s=budget_s, workers=options.workers)
+    faults = {name: getattr(options, name) for name in FAULTS if getattr(options, name)}
+    return RunRequest(competition=competition, budget_s=budget_s, workers=options.workers, faults=faults)
 
 
 def kernel_env(options: SimulationOptions) -> dict[str, str]:
-    """The parent's environment without proxies and stale settings, plus Kaggle's
-    signal and the faults asked for. With a bundle, pip's settings from this machine go
-    too (Kaggle has no find-links here)."""
+    """The parent's environment without proxies and a stale rerun signal, plus Kaggle's
+    signal. With a bundle, pip's settings from this machine go too (Kaggle has no
+    find-links here)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS and k not in KERNEL_VARS}
     if options.bundle is not None:
         from ..bundle import offline_pip_env
@@ -126,14 +121,6 @@ def kernel_env(options: SimulationOptions) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     if not options.placeholder:
         env["KAGGLE_IS_COMPETITION_RERUN"] = "1"
-    if options.fail_task:
-        env["ARCSUB_FAULT_FAIL_TASK"] = options.fail_task
-    if options.nan_loss:
-        env["ARCSUB_FAULT_NAN_LOSS"] = options.nan_loss
-    if options.fail_engine:
-        env["ARCSUB_FAULT_FAIL_ENGINE"] = options.fail_engine
-    if options.stall_task:
-        env["ARCSUB_FAULT_STALL_TASK"] = options.stall_task
     return env
 
 
@@ -358,7 +345,7 @@ def simulate(options: SimulationOptions, *, echo=say) -> dict:
             "disk_bytes": limits.disk_bytes,
             "no_space": options.no_space,
         },
-        "run_request": {k: v for k, v in dataclasses.asdict(request).items() if v is not None},
+        "run_request": request.to_dict(),
         "environment": {k: env[k] for k in (*KERNEL_VARS, "PYTHONUNBUFFERED") if k in env},
         "enforcement": table,
         "run": run_record(record, mode, folder_bytes(layout.working)),
