@@ -51,7 +51,7 @@ def test_run_pipeline_end_to_end_and_resume(default_model_path, tmp_path):
     assert load_submission(tmp_path / "submission.json") == submission
 
     config.finetune.steps = 3  # the adapters on disk were trained with 2
-    with pytest.raises(ArcsubError, match=r"trained with finetune.steps = 2, now 3; use another --out"):
+    with pytest.raises(ArcsubError, match=r"trained with finetune.steps = 2, now 3; use another `out`"):
         run_pipeline(tasks, default_model_path, config, tmp_path, data_label="smallest 2", progress=False)
     assert load_submission(tmp_path / "submission.json") == submission
 

@@ -76,7 +76,7 @@ def check_resumable(out: Path, config: Config, model_path: str | Path) -> None:
         before_model = json.loads(report.read_text()).get("model")
         if before_model not in (None, str(model_path)):
             raise ArcsubError(
-                f"{out}: holds adapters trained on {before_model}, not {model_path}; use another --out or remove it"
+                f"{out}: holds adapters trained on {before_model}, not {model_path}; use another `out` or remove it"
             )
     before, now = tomllib.loads(saved.read_text()), tomllib.loads(config_to_toml(config))
     for section in ("prompt", "augment", "finetune"):
@@ -87,7 +87,7 @@ def check_resumable(out: Path, config: Config, model_path: str | Path) -> None:
             key = changed[0]
             raise ArcsubError(
                 f"{out}: its adapters were trained with {section}.{key} = {old.get(key)!r}, now {new.get(key)!r}; "
-                f"use another --out, or remove {out / 'adapters'} to train again"
+                f"use another `out`, or remove {out / 'adapters'} to train again"
             )
 
 

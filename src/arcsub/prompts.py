@@ -204,7 +204,7 @@ class PromptBuilder:
 
     def _require_tokenizer(self) -> ChatTokenizer:
         if self.tokenizer is None:
-            raise PromptError("counting tokens needs a tokenizer; pass --tokenizer MODEL (or 'default')")
+            raise PromptError("counting tokens needs a tokenizer; pass `tokenizer` MODEL (or 'default')")
         return self.tokenizer
 
     def fit(

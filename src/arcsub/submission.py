@@ -189,7 +189,7 @@ def load_solution_tasks(source: str, challenges: str | None = None) -> list[Task
         challenges = challenges or str(path.with_name(path.name.replace("solutions", "challenges")))
         if not Path(challenges).is_file():
             raise SubmissionError(
-                f"{source}: scoring needs the matching challenges file; pass --challenges (looked for {challenges})"
+                f"{source}: scoring needs the matching challenges file; pass `challenges` (looked for {challenges})"
             )
         return load_tasks(challenges, solutions=source).tasks
     tasks = load_tasks(source).tasks

@@ -37,7 +37,10 @@ _MODEL_FLAGS = {
     "method": "--method",
 }  # fmt: skip
 # Settings whose flag is the same in every command that has it.
-COMMON_FLAGS = {"skip_invalid": "--skip-invalid", "allow_overlap": "--allow-overlap"}
+COMMON_FLAGS = {
+    "skip_invalid": "--skip-invalid", "allow_overlap": "--allow-overlap", "out": "--out", "resume": "--resume",
+    "overwrite": "--overwrite", "challenges": "--challenges", "tokenizer": "--tokenizer",
+}  # fmt: skip
 SETTING_FLAGS: dict[str, dict[str, str]] = {
     "simulate": _SIMULATE_FLAGS,
     "bundle": {"bundle": "--build", "budget_s": "--budget", "over_image": "--over-image"},

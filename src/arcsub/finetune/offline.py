@@ -87,8 +87,8 @@ def checkpoints(out_dir: Path) -> list[Path]:
 def read_run(out_dir: Path) -> dict:
     """The run's ``run.json``; ``data`` and ``val_data`` as lists (older runs held one string)."""
     if not (out_dir / RUN_FILE).is_file():
-        raise FinetuneError(f"{out_dir}: holds no fine-tuning run ({RUN_FILE} missing); start one without --resume")
-    run = read_json(out_dir / RUN_FILE, FinetuneError, fix="start the run again without --resume")
+        raise FinetuneError(f"{out_dir}: holds no fine-tuning run ({RUN_FILE} missing); start one without `resume`")
+    run = read_json(out_dir / RUN_FILE, FinetuneError, fix="start the run again without `resume`")
     return run | {"data": _as_list(run.get("data") or []), "val_data": _as_list(run.get("val_data") or [])}
 
 
@@ -205,9 +205,9 @@ def _checkpoints_for(out: Path, resume: bool) -> list[Path]:
     """The run's checkpoints, oldest first: some to resume from, or none for a new run."""
     found = checkpoints(out)
     if found and not resume:
-        raise FinetuneError(f"{out}: holds checkpoints of another run; pass --resume to continue it, or a new --out")
+        raise FinetuneError(f"{out}: holds checkpoints of another run; pass `resume` to continue it, or a new `out`")
     if resume and not found:
-        raise FinetuneError(f"{out}: has no checkpoint to resume; start the run without --resume")
+        raise FinetuneError(f"{out}: has no checkpoint to resume; start the run without `resume`")
     return found
 
 

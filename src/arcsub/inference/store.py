@@ -71,7 +71,7 @@ class RunStore:
                 if any((self.root / step).glob("*.json")) and previous["settings"].get(step) != settings[step]:
                     raise RunMismatchError(
                         f"{self.root}: holds {step} results made with other settings; "
-                        "use another output folder or pass --overwrite"
+                        "use another output folder or pass `overwrite`"
                     )
         if overwrite:
             for step in STEPS:
