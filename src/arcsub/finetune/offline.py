@@ -290,15 +290,15 @@ def _save_final(
     """The final weights with what they were trained on (evaluations refuse those tasks),
     merged and fp16-checked with ``finetune.merge``; the overflow message, if any."""
     final = out / ("adapter" if ft.method == "lora" else "model")
-    save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
     manifest = base_manifest or TrainingManifest()
     for source in corpus.sources:
         manifest.add(source.spec.source, source.tasks)
     manifest.hold_out(corpus.validation)
     leaked = [e for e in (manifest.exclude(s.spec.source, s.tasks) for s in corpus.excluded) if e["seen"]]
-    if leaked:  # the hold-out above makes this impossible; a manifest that says otherwise must not ship
+    if leaked:  # the hold-out makes this impossible; weights that say otherwise are never written
         counts = "; ".join(f"{e['source']}: {e['seen']}" for e in leaked)
-        raise FinetuneError(f"{final}: trained on excluded tasks ({counts}); do not ship these weights")
+        raise FinetuneError(f"{final}: trained on excluded tasks ({counts}); these weights are not saved")
+    save_adapter(net, final, tokenizer=tokenizer if ft.method == "full" else None, result=result)
     write_training_manifest(final, manifest)
     overflow = None
     if ft.merge:
