@@ -210,7 +210,7 @@ def test_check_proves_the_kaggle_set_from_metadata_and_names_a_gap(tmp_path, mod
 def test_simulate_uses_a_cpu_bundle_in_build_kaggle_by_default(tmp_path, monkeypatch, capsys):
     import argparse
 
-    from arcsub.cli.simulate import default_bundle
+    from arcsub.cli.simulate import default_bundle, tree_commit
 
     monkeypatch.chdir(tmp_path)
     args = argparse.Namespace(bundle=None, no_bundle=False, kernel=None, wheels=None)
@@ -225,3 +225,11 @@ def test_simulate_uses_a_cpu_bundle_in_build_kaggle_by_default(tmp_path, monkeyp
     assert default_bundle(args) is None
     captured = capsys.readouterr()
     assert "holds a kaggle bundle, which does not install here" in captured.err + captured.out
+    # built from the commit the tree is at: used; from another one: passed over, said why
+    (build / "bundle.json").write_text(json.dumps({"target": "cpu", "git_commit": tree_commit()}))
+    assert tree_commit() and default_bundle(args) == Path("build/kaggle")
+    (build / "bundle.json").write_text(json.dumps({"target": "cpu", "git_commit": "3994a910259d" + "0" * 28}))
+    assert default_bundle(args) is None
+    captured = capsys.readouterr()
+    assert "was built from 3994a910259d, the tree is at" in captured.err + captured.out
+    assert default_bundle(argparse.Namespace(**{**vars(args), "bundle": "build/kaggle"})) == Path("build/kaggle")

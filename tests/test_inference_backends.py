@@ -137,7 +137,8 @@ def test_a_deadline_cuts_engine_calls_into_pieces_and_stops_them(tiny_llama_path
 def test_a_measured_rate_sizes_the_first_piece_and_shrinks_pieces_near_the_deadline(tiny_llama_path):
     """The rate measured before the call (the kernel's worker measures it at start)
     keeps the first piece from starting blind: 100 s left at 10 s per request is a
-    piece of 2 (a quarter of the time left); at 60 s per request none fits."""
+    piece of 2 (a quarter of the time left); at 120 s per request none fits. The call's
+    own measurement then takes over."""
     import time
 
     from arcsub.config import InferenceConfig
@@ -150,6 +151,13 @@ def test_a_measured_rate_sizes_the_first_piece_and_shrinks_pieces_near_the_deadl
     blind = DeadlineBackend(backend, time.time() + 100, piece=8, expected={"generate": 120.0})
     requests = [GenerationRequest(prompt_ids=(1, 2, 3), max_tokens=4)]
     assert blind.generate(requests) == [[]] and blind.cut  # one request would end after the deadline
+    # once a piece is measured, its rate replaces the one brought in (priced from other
+    # tasks' sizes): the tiny model's requests take far less than 40 s, so the next piece
+    # is full where the 40 s rate gave pieces of one
+    priced = DeadlineBackend(backend, time.time() + 100, piece=8, expected={"generate": 40.0})
+    assert priced.piece_size("generate") == 1
+    assert all(len(c) == 1 for c in priced.generate(requests * 3)) and not priced.cut
+    assert priced.rate["generate"] < 40.0 and priced.piece_size("generate") == 8
 
 
 def test_min_p_keeps_only_tokens_near_the_likeliest(vllm_backend, hf_backend, arc_prompts):

@@ -26,6 +26,7 @@ from .push import push
 _WHERE = {
     "BuildOptions": "build",
     "build_bundle": "build",
+    "git_commit": "build",
     "repository_root": "build",
     "CheckError": "check",
     "check_bundle": "check",
@@ -72,6 +73,7 @@ __all__ = [
     "copy_replica",
     "ensure_replica",
     "get_target",
+    "git_commit",
     "image_list_path",
     "is_wheels_dataset_file",
     "lock",

@@ -9,8 +9,11 @@ from ..console import show_arcsub_lines
 
 
 def default_bundle(args) -> Path | None:
-    """``--bundle``, else a cpu-target bundle in build/kaggle (what Kaggle would run), else
-    none (the working tree's kernel and the arcsub installed here)."""
+    """``--bundle``, else a cpu-target bundle in build/kaggle (what Kaggle would run) built
+    from the commit the tree is at, else none (the working tree's kernel and the arcsub
+    installed here). A bundle from another commit is passed over with a line: its kernel
+    may not read the run request this simulator writes (one built before the request
+    existed ran a local-cpu simulation under a T4 profile's 12 hours)."""
     from ..bundle import DEFAULT_BUILD, MANIFEST
     from ..console import say
 
@@ -19,14 +22,33 @@ def default_bundle(args) -> Path | None:
     if args.no_bundle or args.kernel or args.wheels or not (DEFAULT_BUILD / MANIFEST).is_file():
         return None
     try:
-        target = json.loads((DEFAULT_BUILD / MANIFEST).read_text()).get("target")
+        manifest = json.loads((DEFAULT_BUILD / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+    target = manifest.get("target")
     if target != "cpu":
         say(f"{DEFAULT_BUILD} holds a {target} bundle, which does not install here: running the working tree")
         return None
+    built_from, tree = manifest.get("git_commit"), tree_commit()
+    if built_from and tree and built_from != tree:
+        say(
+            f"{DEFAULT_BUILD} was built from {built_from[:12]}, the tree is at {tree[:12]}: running the working tree "
+            f"(rebuild the bundle, or pass --bundle {DEFAULT_BUILD} to run it as it is)"
+        )
+        return None
     say(f"using the bundle in {DEFAULT_BUILD} (--no-bundle: run the working tree instead)")
     return DEFAULT_BUILD
+
+
+def tree_commit() -> str | None:
+    """The commit of the checkout arcsub runs from, as a bundle's manifest records it
+    (None when it cannot be told: no checkout, no git)."""
+    from ..bundle import BuildError, git_commit, repository_root
+
+    try:
+        return git_commit(repository_root())
+    except BuildError:
+        return None
 
 
 def cmd_simulate(args) -> int:

@@ -3,11 +3,15 @@
 One task's prompts can make a single engine call of minutes (long answers from a
 model that does not stop). Behind this wrapper a call goes to the engine in pieces
 of at most ``piece`` requests, and no piece starts that is expected (from the slowest
-rate per request of the same operation so far, or the rate measured before the call)
-to end after the deadline; near the deadline pieces get smaller. Generation that is cut
-returns no completions for the requests left (fewer predictions, never a wrong one);
-scoring that is cut raises ``DeadlineReached``, because a candidate scored under only
-some augmentations would be ranked on a different scale from the others.
+rate per request of the same operation in this call so far, or before its first piece
+the rate measured before the call) to end after the deadline; near the deadline pieces
+get smaller. A rate measured in the call replaces the one brought in: that one is
+priced from other tasks' sizes, and in an evaluation on this CPU where it was three
+times too high, a task left its 280 s slice after 82 s, one prompt done and the
+second refused. Generation that is cut returns no completions for the requests left
+(fewer predictions, never a wrong one); scoring that is cut raises
+``DeadlineReached``, because a candidate scored under only some augmentations would be
+ranked on a different scale from the others.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ class DeadlineBackend:
         self.backend = backend
         self.deadline = deadline
         self.piece = piece
-        # seconds per request of the slowest piece so far, per operation: a slow generation
-        # says nothing of how long scoring takes (and must not keep scoring from starting)
+        # seconds per request of the slowest piece so far, per operation (before the first,
+        # the rate brought in): a slow generation says nothing of how long scoring takes
+        # (and must not keep scoring from starting)
         self.rate = {op: max(0.0, (expected or {}).get(op, 0.0)) for op in OPERATIONS}
         self.cut = False
         # requests finished and seconds spent per operation: what the kernel's plan learns from
@@ -67,7 +72,9 @@ class DeadlineBackend:
             start += size
             yield piece
             spent = time.time() - began
-            self.rate[operation] = max(self.rate[operation], spent / len(piece))
+            measured = spent / len(piece)
+            first = self.work[operation][0] == 0
+            self.rate[operation] = measured if first else max(self.rate[operation], measured)
             self.work[operation][0] += len(piece)
             self.work[operation][1] += spent
 
