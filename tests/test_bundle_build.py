@@ -232,4 +232,9 @@ def test_simulate_uses_a_cpu_bundle_in_build_kaggle_by_default(tmp_path, monkeyp
     assert default_bundle(args) is None
     captured = capsys.readouterr()
     assert "was built from 3994a910259d, the tree is at" in captured.err + captured.out
+    # the same commit with uncommitted changes since: passed over, the mark shown
+    (build / "bundle.json").write_text(json.dumps({"target": "cpu", "git_commit": "3994a910259d" + "0" * 28}))
+    monkeypatch.setattr("arcsub.cli.simulate.tree_commit", lambda: "3994a910259d" + "0" * 28 + "+changes")
+    assert default_bundle(args) is None
+    assert "the tree is at 3994a910259d+changes" in "".join(capsys.readouterr())
     assert default_bundle(argparse.Namespace(**{**vars(args), "bundle": "build/kaggle"})) == Path("build/kaggle")

@@ -32,7 +32,7 @@ def default_bundle(args) -> Path | None:
     built_from, tree = manifest.get("git_commit"), tree_commit()
     if built_from and tree and built_from != tree:
         say(
-            f"{DEFAULT_BUILD} was built from {built_from[:12]}, the tree is at {tree[:12]}: running the working tree "
+            f"{DEFAULT_BUILD} was built from {short(built_from)}, the tree is at {short(tree)}: running the working tree "
             f"(rebuild the bundle, or pass --bundle {DEFAULT_BUILD} to run it as it is)"
         )
         return None
@@ -49,6 +49,12 @@ def tree_commit() -> str | None:
         return git_commit(repository_root())
     except BuildError:
         return None
+
+
+def short(commit: str) -> str:
+    """A commit as ``git_commit`` records it, abbreviated, its ``+changes`` mark kept."""
+    head, mark, changes = commit.partition("+")
+    return head[:12] + mark + changes
 
 
 def cmd_simulate(args) -> int:

@@ -3,9 +3,9 @@
 One task's prompts can make a single engine call of minutes (long answers from a
 model that does not stop). Behind this wrapper a call goes to the engine in pieces
 of at most ``piece`` requests, and no piece starts that is expected (from the slowest
-rate per request of the same operation in this call so far, or before its first piece
-the rate measured before the call) to end after the deadline; near the deadline pieces
-get smaller. A rate measured in the call replaces the one brought in: that one is
+rate per request of the same operation measured behind the wrapper so far, or before
+its first piece the rate brought in, ``expected``) to end after the deadline; near the
+deadline pieces get smaller. A rate measured here replaces the one brought in: that is
 priced from other tasks' sizes, and in an evaluation on this CPU where it was three
 times too high, a task left its 280 s slice after 82 s, one prompt done and the
 second refused. Generation that is cut returns no completions for the requests left
