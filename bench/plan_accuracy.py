@@ -18,7 +18,9 @@ import statistics
 import sys
 from pathlib import Path
 
-RESULTS = Path("kaggle/working/arcsub/results")
+from arcsub.kernel.results import results_dir
+
+RESULTS = results_dir(Path("kaggle") / "working")  # under an `arcsub evaluate --out` folder
 
 
 def task_stats(folder: Path) -> list[dict]:

@@ -12,6 +12,7 @@ import pytest
 from arcsub.evaluate.budget import EvaluationError, kernel_budget_s, task_budget
 from arcsub.evaluate.metrics import overall
 from arcsub.evaluate.run import EvaluationOptions, evaluate
+from arcsub.kernel.results import results_dir
 
 SETTINGS = (
     "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"
@@ -82,7 +83,7 @@ def test_a_rerun_resumes_from_the_kernels_per_task_results(evaluated, tiny_llama
     assert not again["kernel"]["ran"]
     assert again["tasks"] == first["tasks"]
     # One result gone: the kernel runs that task only, and keeps the other.
-    results = options.out / "kaggle" / "working" / "arcsub" / "results"
+    results = results_dir(options.out / "kaggle" / "working")
     gone = min(results.glob("*.json"))
     gone.unlink()
     third = evaluate(options, progress=False)

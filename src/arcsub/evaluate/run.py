@@ -159,14 +159,15 @@ def run_kernel_on(layout, todo: int, env: dict, budget_s: float, ram_bytes: int,
 
 def collect(tasks: list[Task], layout) -> dict[str, dict]:
     """Every task's entry from what the kernel left: its result, else the fallback's attempts."""
+    from ..kernel.results import results_dir
     from ..submission import load_submission
 
     submission = load_submission(layout.working / "submission.json")
-    results_dir = layout.working / "arcsub" / "results"
+    results = results_dir(layout.working)
     predictions_dir = layout.temp / "arcsub" / "predictions"
     entries = {}
     for task in tasks:
-        path = results_dir / f"{task.id}.json"
+        path = results / f"{task.id}.json"
         result = json.loads(path.read_text()) if path.is_file() else None
         attempts = result["attempts"] if result else submission.get(task.id, [])
         predictions = task_predictions(predictions_dir, task.id) if result else []
@@ -179,6 +180,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     from ..competitions import load_competition
     from ..config import load_config
     from ..kernel import RUN_REQUEST_FILE, RunRequest
+    from ..kernel.results import results_dir
     from ..leakage import guard_evaluation
     from ..models import model_folder
     from ..simulate import Layout, build_tree
@@ -215,7 +217,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     if not resumed:
         build_tree(layout, tasks, model_dir, config=options.config)
         write_json_atomic(out / STATE_FILE, state, indent=1)
-    done_before = sorted(p.stem for p in (layout.working / "arcsub" / "results").glob("*.json"))
+    done_before = sorted(p.stem for p in results_dir(layout.working).glob("*.json"))
     todo = len(tasks) - len(done_before)
     say(
         f"evaluating {model_dir.name} on {len(tasks)} task(s) from {options.data}: {budget.per_task_s:.0f} s per "

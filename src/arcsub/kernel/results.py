@@ -24,6 +24,12 @@ from ..tasks import Task
 log = logging.getLogger("arcsub.kernel")
 
 
+def results_dir(working: Path) -> Path:
+    """The folder of per-task result files under the kernel's working folder: what a
+    restarted kernel resumes from, and what ``arcsub evaluate`` and the benches read."""
+    return Path(working) / "arcsub" / "results"
+
+
 def task_entry(attempts: list[dict[str, Any]], task: Task) -> list[str]:
     """Problems with one task's attempts (empty when they are valid)."""
     return validate_submission({task.id: attempts}, [task])

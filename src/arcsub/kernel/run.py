@@ -41,7 +41,7 @@ from ..tasks import Task, load_tasks, smallest_tasks
 from .inputs import KernelInputs, RunRequest, find_inputs, is_placeholder, read_run_request
 from .plan import Budget, checkpointing_needed
 from .report import build_report, write_failure_report, write_report
-from .results import SubmissionBook
+from .results import SubmissionBook, results_dir
 from .spec import WorkerSpec
 from .stack import (
     GpuUnusableError,
@@ -249,7 +249,7 @@ class PreparedRun:
 def take_tasks(inputs: KernelInputs, working: Path, start: float) -> tuple[list[Task], SubmissionBook, list[str]]:
     """The test tasks, the fallback submission written, the results an earlier run left."""
     tasks = load_tasks(str(inputs.test_file)).tasks
-    book = SubmissionBook(tasks, working / "submission.json", working / "arcsub" / "results")
+    book = SubmissionBook(tasks, working / "submission.json", results_dir(working))
     book.write_fallback()
     log.info("fallback submission written for %d task(s) (%.1fs after start)", len(tasks), time.time() - start)
     resumed = book.resume()
@@ -338,7 +338,7 @@ def solve(run: PreparedRun) -> dict:
         "test_file": str(run.inputs.test_file),
         "model_dir": str(run.model_dir),
         "config_file": str(save_run_config(run)),
-        "results_dir": str(working / "arcsub" / "results"),
+        "results_dir": str(results_dir(working)),
         "predictions_dir": str(temp / "predictions"),
         "adapters_dir": str(temp / "adapters"),
         "faults": dict(run.request.faults),
