@@ -39,9 +39,13 @@ def shipped_adapter() -> Path:
 
 
 def _wanted_stamp(base: Path, adapter: Path) -> dict:
+    from ..leakage import TRAINING_MANIFEST
+
+    # The manifest too: the merged folder carries a copy, which the leakage guard reads.
     return {
         "base": json.loads((base / STAMP_FILE).read_text()),
         "adapter_sha256": file_sha256(adapter / ADAPTER_WEIGHTS),
+        "manifest_sha256": file_sha256(adapter / TRAINING_MANIFEST),
         "merger_version": MERGER_VERSION,
     }
 
