@@ -85,6 +85,59 @@ def test_the_dry_run_of_the_cuda_path_prints_its_commands_and_writes_nothing(tmp
     assert "pack-default" in lines[2] and not out.exists()
 
 
+def test_the_shipped_recipe_is_the_shipped_adapters_command_with_the_exclusions(recipe, tmp_path):
+    command = recipe.shipped_command(tmp_path / "run", resume=False)
+    shipped = (ROOT / "src" / "arcsub" / "models" / "pretrained" / "RECIPE.md").read_text()
+    assert flag(command, "--data") == ["arc1/training"] and flag(command, "--model") == ["default-chat"]
+    assert flag(command, "--exclude") == ["arc1/evaluation", "arc2/evaluation"]
+    assert flag(command, "--steps") == ["300"] and flag(command, "--rank") == ["8"]
+    assert flag(command, "--max-seq-len") == ["1024"] and flag(command, "--lr") == ["0.0003"]
+    assert "--time-limit" not in command and "--variants" not in command and "--use-test-outputs" not in command
+    assert "--recipe shipped" in shipped  # the packed adapter names this recipe as its maker
+    resumed = recipe.shipped_command(tmp_path / "run", resume=True)
+    assert "--resume" in resumed and "--data" not in resumed
+
+
+def test_the_shipped_recipe_resumes_from_a_checkpoint_and_keeps_apart_from_the_sized_one(recipe, tmp_path, capsys):
+    recipe.pretrain_shipped(tmp_path, "cpu", dry_run=True)
+    assert "--resume" not in capsys.readouterr().out and not (tmp_path / "recipe.json").exists()  # dry: nothing written
+    (tmp_path / "run" / "checkpoints" / "step-50").mkdir(parents=True)
+    recipe.pretrain_shipped(tmp_path, "cpu", dry_run=True)
+    shown = capsys.readouterr().out
+    assert "resuming the shipped recipe" in shown and "--resume" in shown and shown.count("nice -n 10") == 1
+    (tmp_path / "recipe.json").write_text(json.dumps({"recipe": "shipped", "device": "cpu", "steps": 300}))
+    with pytest.raises(recipe.RecipeError, match="holds the shipped recipe's run"):
+        recipe.pretrain(tmp_path, 30, "cpu", dry_run=True)
+    (tmp_path / "recipe.json").write_text(
+        json.dumps({"device": "cpu", "minutes": 60, "seconds_per_step": 3.0, "steps": 900})
+    )  # fmt: skip  (a plan from before --recipe)
+    with pytest.raises(recipe.RecipeError, match="holds the sized recipe's run"):
+        recipe.pretrain_shipped(tmp_path, "cpu", dry_run=True)
+
+
+def test_the_shipped_recipe_takes_no_time_budget_and_its_dry_run_writes_nothing(tmp_path):
+    out = tmp_path / "shipped"
+    script = [sys.executable, str(SCRIPT), "--recipe", "shipped", "--out", str(out)]
+    refused = subprocess.run([*script, "--minutes", "5"], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert refused.returncode == 2 and "fixed steps" in refused.stderr
+    done = subprocess.run([*script, "--dry-run", "--pack"], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and "--max-seq-len 1024" in lines[0] and "pack-default" in lines[1]
+    assert not out.exists()
+
+
+def test_the_packed_recipe_note_names_the_command_and_the_runs_figures(recipe, tmp_path):
+    adapter = tmp_path / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    result = {"steps": 4, "tokens": 900, "seconds": 12.4, "precision": "fp32", "losses": [1.0, 0.8, 0.6, 0.2]}
+    (adapter / "train_result.json").write_text(json.dumps(result))
+    note = recipe.recipe_note(["--recipe", "shipped", "--pack"], tmp_path, "shipped")
+    assert "scripts/pretrain-default.sh --recipe shipped --pack" in note
+    assert "4 steps, 900 tokens in 12 s (fp32)" in note and "mean loss 0.65 over the first 4 steps" in note
+    assert "LoRA r=8" in note and "on cpu (" in note
+
+
 def test_the_cuda_settings_train_packed_steps_from_the_cached_variants(recipe, tiny_llama_path, tmp_path):
     """The device path's config, run here on the CPU: what a GPU run would load."""
     settings = tmp_path / "cuda.toml"
