@@ -28,9 +28,22 @@ def test_the_shipped_adapter_is_small_fp16_and_says_how_it_was_made():
     assert dtypes == {"torch.float16"}
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "SmolLM2-135M-Instruct" and "/" not in config["base_model_name_or_path"]
-    assert "arcsub finetune --model default-chat --data arc1/training" in (adapter / "RECIPE.md").read_text()
+    assert "scripts/pretrain-default.sh --recipe shipped" in (adapter / "RECIPE.md").read_text()
     manifest = json.loads((adapter / "arcsub-training.json").read_text())
-    assert manifest["sources"] == ["arc1/training"]  # every evaluation set held out
+    assert manifest["sources"] == ["arc1/training"]
+
+
+def test_the_shipped_manifest_proves_every_evaluation_set_excluded():
+    """Recounted here by the guard, not read off the manifest's own counts."""
+    from arcsub.leakage import read_training_manifest, seen_tasks
+    from arcsub.tasks import load_tasks
+
+    manifest = read_training_manifest(pretrained.shipped_adapter())
+    recorded = {entry["source"]: entry["seen"] for entry in manifest.excluded}
+    assert recorded == {"arc1/evaluation": 0, "arc2/evaluation": 0}
+    for source in recorded:
+        assert seen_tasks(load_tasks(source).tasks, manifest) == []
+    assert "40853293" not in manifest.task_ids  # the copy of arc1/evaluation 070dd51e
 
 
 def test_default_is_the_merged_pretrained_model_and_default_chat_the_chat_model(
