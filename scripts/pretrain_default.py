@@ -66,6 +66,16 @@ class RecipeError(Exception):
     """A one-line reason the recipe cannot go on."""
 
 
+def data_flags(data: list[str]) -> list[str]:
+    """The model, the training sources and the evaluation sets excluded from them."""
+    flags = ["--model", MODEL]
+    for source in data:
+        flags += ["--data", source]
+    for source in EXCLUDE:
+        flags += ["--exclude", source]
+    return flags
+
+
 def finetune_command(
     device: str, out: Path, steps: int, *, minutes: float | None, resume: bool, calibration: bool = False
 ) -> list[str]:
@@ -77,11 +87,7 @@ def finetune_command(
         command += ["--time-limit", f"{minutes:g}"]
     if resume:
         return command + ["--resume"]
-    command += ["--model", MODEL]
-    for source in DATA:
-        command += ["--data", source]
-    for source in EXCLUDE:
-        command += ["--exclude", source]
+    command += data_flags(DATA)
     command += [
         "--use-test-outputs", "--rank", str(RANK), "--lr", f"{LEARNING_RATE:g}", "--max-seq-len",
         str(MAX_SEQ_LEN[device]), "--checkpoint-every", "50",
@@ -100,12 +106,7 @@ def shipped_command(out: Path, *, resume: bool) -> list[str]:
     command = [*ARCSUB, "finetune", "--out", str(out), "--steps", str(SHIPPED_STEPS), "--no-progress"]
     if resume:
         return command + ["--resume"]
-    command += ["--model", MODEL]
-    for source in SHIPPED_DATA:
-        command += ["--data", source]
-    for source in EXCLUDE:
-        command += ["--exclude", source]
-    return command + [
+    return command + data_flags(SHIPPED_DATA) + [
         "--rank", str(SHIPPED_RANK), "--lr", f"{LEARNING_RATE:g}", "--max-seq-len", str(SHIPPED_MAX_SEQ_LEN),
         "--checkpoint-every", "50",
     ]  # fmt: skip
