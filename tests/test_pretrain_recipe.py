@@ -110,7 +110,7 @@ def test_the_shipped_recipe_resumes_from_a_checkpoint_and_keeps_apart_from_the_s
         recipe.pretrain(tmp_path, 30, "cpu", dry_run=True)
     (tmp_path / "recipe.json").write_text(
         json.dumps({"device": "cpu", "minutes": 60, "seconds_per_step": 3.0, "steps": 900})
-    )  # fmt: skip  (a plan from before --recipe)
+    )  # a plan from before --recipe
     with pytest.raises(recipe.RecipeError, match="holds the sized recipe's run"):
         recipe.pretrain_shipped(tmp_path, "cpu", dry_run=True)
 

@@ -97,6 +97,17 @@ def test_a_stale_merge_is_redone(monkeypatch, pretrained_default_path):
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def test_a_new_manifest_alone_makes_the_cached_merge_stale(tmp_path, default_model_path):
+    """The merged folder carries the manifest the leakage guard reads: a retrain that
+    changes only the manifest must not leave the old copy in the cache."""
+    adapter = tmp_path / "adapter"
+    shutil.copytree(pretrained.shipped_adapter(), adapter)
+    before = pretrained._wanted_stamp(default_model_path, adapter)
+    manifest = json.loads((adapter / "arcsub-training.json").read_text())
+    (adapter / "arcsub-training.json").write_text(json.dumps({**manifest, "excluded": []}))
+    assert pretrained._wanted_stamp(default_model_path, adapter) != before
+
+
 def test_packing_an_adapter_halves_it_and_refuses_one_too_large(tmp_path):
     from arcsub.errors import FinetuneError
     from arcsub.finetune.adapters import pack_adapter
