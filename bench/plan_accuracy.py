@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from arcsub.kernel.results import results_dir
+from arcsub.kernel import results_dir
 
 RESULTS = results_dir(Path("kaggle") / "working")  # under an `arcsub evaluate --out` folder
 

@@ -12,7 +12,7 @@ import pytest
 from arcsub.evaluate.budget import EvaluationError, kernel_budget_s, task_budget
 from arcsub.evaluate.metrics import overall
 from arcsub.evaluate.run import EvaluationOptions, evaluate
-from arcsub.kernel.results import results_dir
+from arcsub.kernel import results_dir
 
 SETTINGS = (
     "[prompt]\nmax_seq_len = 2048\n[finetune]\nlora_rank = 8\n"

@@ -159,7 +159,7 @@ def run_kernel_on(layout, todo: int, env: dict, budget_s: float, ram_bytes: int,
 
 def collect(tasks: list[Task], layout) -> dict[str, dict]:
     """Every task's entry from what the kernel left: its result, else the fallback's attempts."""
-    from ..kernel.results import results_dir
+    from ..kernel import results_dir
     from ..submission import load_submission
 
     submission = load_submission(layout.working / "submission.json")
@@ -179,8 +179,7 @@ def evaluate(options: EvaluationOptions, *, progress: bool = True) -> dict:
     """Run (or resume) the evaluation; returns what ``OUT/evaluation.json`` holds."""
     from ..competitions import load_competition
     from ..config import load_config
-    from ..kernel import RUN_REQUEST_FILE, RunRequest
-    from ..kernel.results import results_dir
+    from ..kernel import RUN_REQUEST_FILE, RunRequest, results_dir
     from ..leakage import guard_evaluation
     from ..models import model_folder
     from ..simulate import Layout, build_tree

@@ -9,6 +9,7 @@ The public entry
   ``profile_mode_requested(input_root)``  whether the settings ask for the profiler's mode
   ``RunRequest`` / ``RUN_REQUEST_FILE``  what the simulator or evaluate asks of a run
         (``arcsub-run.json`` among the inputs, ``inputs.py``)
+  ``results_dir(working)``  the per-task result files a run leaves (``results.py``)
 
 The pieces: ``inputs.py`` (what is under the input root, placeholder or hidden set),
 ``plan.py`` (deadline, slices, what a slice buys), ``supervisor.py`` (workers, faults,
@@ -17,6 +18,7 @@ merging), ``worker.py`` (one per GPU: engine, fine-tuning, inference per task),
 """
 
 from .inputs import FAULTS, INSTALL_PLAN, RUN_REQUEST_FILE, RunRequest, RunRequestError, read_run_request
+from .results import results_dir
 from .run import KernelError, PreparedRun, kernel_main, prepare_run, profile_mode_requested, run_kernel
 from .stack import engine_environment
 
@@ -33,5 +35,6 @@ __all__ = [
     "prepare_run",
     "profile_mode_requested",
     "read_run_request",
+    "results_dir",
     "run_kernel",
 ]
