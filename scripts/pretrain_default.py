@@ -168,15 +168,25 @@ def run(command: list[str], device: str, dry_run: bool, *, nice: int = NICE) -> 
         raise RecipeError(f"exit {done.returncode}: {shown}")
 
 
+def existing_plan(plan_path: Path, recipe: str, device: str) -> dict | None:
+    """The plan an earlier run of ``recipe`` left (None for a new run); refused when it
+    belongs to the other recipe or to another device."""
+    if not plan_path.is_file():
+        return None
+    plan = json.loads(plan_path.read_text())
+    found = plan.get("recipe", "sized")  # plans from before --recipe are the sized recipe's
+    if found != recipe:
+        raise RecipeError(f"{plan_path}: holds the {found} recipe's run; give the {recipe} one another --out")
+    if plan["device"] != device:
+        raise RecipeError(f"{plan_path}: planned for {plan['device']}; resume with --device {plan['device']}")
+    return plan
+
+
 def pretrain(out: Path, minutes: float, device: str, *, nice: int = NICE, dry_run: bool = False) -> dict:
     """Calibrate (once), plan and run (or resume) the recipe in ``out``; returns the plan."""
     plan_path = out / RECIPE_FILE
-    if plan_path.is_file():
-        plan = json.loads(plan_path.read_text())
-        if plan.get("recipe", "sized") != "sized":
-            raise RecipeError(f"{plan_path}: holds the shipped recipe's run; give the sized one another --out")
-        if plan["device"] != device:
-            raise RecipeError(f"{plan_path}: planned for {plan['device']}; resume with --device {plan['device']}")
+    plan = existing_plan(plan_path, "sized", device)
+    if plan is not None:
         print(f"recipe| resuming: {plan['steps']} steps planned ({plan['seconds_per_step']:.2f} s each)", flush=True)
         run(
             finetune_command(device, out / "run", plan["steps"], minutes=minutes, resume=True),
@@ -217,12 +227,7 @@ def has_checkpoint(run_dir: Path) -> bool:
 def pretrain_shipped(out: Path, device: str, *, nice: int = NICE, dry_run: bool = False) -> dict:
     """Run (or resume from its last checkpoint) the shipped adapter's recipe in ``out``."""
     plan_path = out / RECIPE_FILE
-    if plan_path.is_file():
-        plan = json.loads(plan_path.read_text())
-        if plan.get("recipe") != "shipped":
-            raise RecipeError(f"{plan_path}: holds the sized recipe's run; give the shipped one another --out")
-        if plan["device"] != device:
-            raise RecipeError(f"{plan_path}: planned for {plan['device']}; resume with --device {plan['device']}")
+    existing_plan(plan_path, "shipped", device)
     plan = {"recipe": "shipped", "device": device, "steps": SHIPPED_STEPS}
     if not dry_run:
         check_device(device)
